@@ -1,0 +1,306 @@
+/*
+ * cbreaker.h - one circuit breaker per dependency, shared by every process
+ * on the host.
+ *
+ * A circuit lives in the POSIX shared-memory object /cbreaker.NAME. Every
+ * process that opens NAME (or inherits an open handle across fork()) sees
+ * the same circuit: failures reported by any worker count towards one
+ * threshold, the whole pool trips together, and exactly one process,
+ * pool-wide, gets the HALF_OPEN probe. The circuit is changed only by
+ * lock-free compare-and-swap on one 64-bit word; no call blocks.
+ *
+ * States (the reference asyncio CircuitBreaker, threshold 3, timeout 60 s):
+ *   CLOSED     calls go through; failure_threshold consecutive failures trip
+ *              the circuit to OPEN; a success sets the count back to 0.
+ *   OPEN       calls are rejected at once until reset_timeout has passed
+ *              since the trip; then the first caller becomes the probe.
+ *   HALF_OPEN  one probe is in flight, every other call is rejected. Probe
+ *              success closes the circuit, probe failure re-opens it with a
+ *              fresh reset_timeout. A probe that is not reported within
+ *              probe_timeout (its holder died or hung) loses its lease and
+ *              the next caller becomes the probe.
+ *
+ * Errors are negative ints: -errno for system errors, or one of the CB_E*
+ * codes below, which sit in a range of their own. cb_strerror() explains
+ * both.
+ *
+ * Caveats:
+ *  - Processes share a circuit only if they share /dev/shm and the IPC
+ *    namespace. Timeouts use CLOCK_MONOTONIC_COARSE, which is per time
+ *    namespace: processes in different time namespaces must not share one.
+ *  - Timeouts are kept with the coarse monotonic clock: a probe is admitted
+ *    no earlier than reset_timeout after the trip and at most two clock
+ *    ticks (2 x 4 ms on a HZ=250 kernel) later.
+ *  - A permit is a value: report it once. A permit from an older state of
+ *    the circuit (the circuit moved on while the call ran) changes nothing
+ *    and is counted as a late report.
+ *  - Truncating a segment (ftruncate on /dev/shm/cbreaker.NAME) while
+ *    processes have it mapped makes their next access fault; nothing in the
+ *    library does that, and cb_unlink only removes the name.
+ */
+#ifndef CBREAKER_H
+#define CBREAKER_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(CB_NO_EXPORT_ATTRIBUTE)
+#define CB_EXPORT __attribute__((visibility("default")))
+#else
+#define CB_EXPORT
+#endif
+
+#define CB_VERSION_MAJOR 0
+#define CB_VERSION_MINOR 1
+#define CB_VERSION_PATCH 0
+#define CB_VERSION_STRING "0.1.0"
+
+/** Longest circuit name, in characters (letters, digits, '.', '_', '-'). */
+#define CB_NAME_MAX 200
+/** Number of transitions the segment remembers (cb_info.history). */
+#define CB_HISTORY_MAX 32
+
+/* Defaults applied to zero fields of cb_config. */
+#define CB_DEFAULT_FAILURE_THRESHOLD 3u
+#define CB_DEFAULT_RESET_TIMEOUT_MS 60000u
+#define CB_DEFAULT_MODE 0600u
+
+/* The library's own error codes, far below any errno value. */
+#define CB_ERROR_BASE (-30600)
+enum {
+    CB_ENAME = CB_ERROR_BASE - 1,     /* name empty, too long or bad char   */
+    CB_ENOTCB = CB_ERROR_BASE - 2,    /* object is not a cbreaker segment   */
+    CB_EVERSION = CB_ERROR_BASE - 3,  /* segment of another layout version  */
+    CB_ESIZE = CB_ERROR_BASE - 4,     /* segment truncated or grown         */
+    CB_ELAYOUT = CB_ERROR_BASE - 5,   /* segment shaped by other constants  */
+    CB_EBUSY = CB_ERROR_BASE - 6,     /* a live process is still creating it */
+    CB_ECORRUPT = CB_ERROR_BASE - 7,  /* state word holds an impossible value */
+    CB_ELAST = CB_ECORRUPT
+};
+
+/* Non-negative results of cb_open(). */
+enum {
+    CB_OPENED = 0,         /* attached to a circuit with the same config     */
+    CB_CREATED = 1,        /* created and initialized the circuit            */
+    CB_CONFIG_UPDATED = 2  /* attached; the stored config was replaced by cfg */
+};
+
+typedef struct cb_breaker cb_breaker; /* opaque per-process handle */
+
+typedef enum cb_state { CB_CLOSED = 0, CB_OPEN = 1, CB_HALF_OPEN = 2 } cb_state;
+
+typedef struct cb_config {
+    uint32_t failure_threshold; /* 0: 3 */
+    uint32_t reset_timeout_ms;  /* 0: 60000 */
+    uint32_t probe_timeout_ms;  /* 0: reset_timeout_ms */
+    uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
+} cb_config;
+
+/* Filled in by cb_acquire(); pass it back to exactly one report. */
+typedef struct cb_permit {
+    uint64_t opaque[2];
+} cb_permit;
+
+typedef enum cb_verdict {
+    CB_REJECTED = 0, /* do not call the dependency; the permit is empty */
+    CB_ALLOWED = 1,  /* call it, then report the outcome */
+    CB_PROBE = 2     /* call it: this process holds the one HALF_OPEN probe */
+} cb_verdict;
+
+/* Why a transition happened. */
+typedef enum cb_reason {
+    CB_REASON_THRESHOLD = 0,      /* CLOSED -> OPEN: threshold reached       */
+    CB_REASON_TIMEOUT = 1,        /* OPEN -> HALF_OPEN: reset_timeout passed */
+    CB_REASON_PROBE_SUCCEEDED = 2, /* HALF_OPEN -> CLOSED                    */
+    CB_REASON_PROBE_FAILED = 3,   /* HALF_OPEN -> OPEN                       */
+    CB_REASON_LEASE_EXPIRED = 4,  /* HALF_OPEN -> HALF_OPEN: new probe taken */
+    CB_REASON_RESET = 5,          /* any -> CLOSED by cb_reset()             */
+    CB_REASON_TRIP = 6            /* any -> OPEN by cb_trip()                */
+} cb_reason;
+
+/* One transition, as handed to a listener and kept in the segment. */
+typedef struct cb_transition {
+    cb_state from;
+    cb_state to;
+    cb_reason reason;
+    uint32_t failures;  /* consecutive failures that caused it, else 0 */
+    int32_t pid;        /* process whose compare-and-swap made it */
+    uint64_t wall_ms;   /* CLOCK_REALTIME, ms since the epoch (display only) */
+} cb_transition;
+
+/* Counters summed over all processes since the segment was created. */
+typedef struct cb_counters {
+    uint64_t allowed;   /* acquires that returned CB_ALLOWED or CB_PROBE */
+    uint64_t rejected;  /* acquires that returned CB_REJECTED */
+    uint64_t successes; /* success reports applied to the current state */
+    uint64_t failures;  /* failure reports applied to the current state */
+    uint64_t released;  /* permits released without a verdict */
+    uint64_t late;      /* reports from an earlier state, ignored */
+    uint64_t trips;     /* transitions into OPEN, for any reason */
+    uint64_t probes;    /* CB_PROBE verdicts */
+} cb_counters;
+
+/* A snapshot of everything the segment holds (cb_get_info). */
+typedef struct cb_info {
+    char name[CB_NAME_MAX + 1];
+    cb_state state;
+    uint32_t failures;          /* consecutive failures (CLOSED), else 0 */
+    cb_config config;           /* as stored; zero fields already resolved */
+    uint64_t ms_until_probe;    /* OPEN: ms until a probe is allowed, else 0 */
+    int32_t probe_pid;          /* HALF_OPEN: pid of the probe holder, else 0 */
+    uint64_t probe_lease_ms;    /* HALF_OPEN: ms left on its lease, else 0 */
+    uint32_t generation;        /* bumped by every transition */
+    uint32_t layout_version;
+    uint64_t segment_size;      /* bytes */
+    cb_counters counters;
+    uint32_t history_len;               /* valid entries in history */
+    cb_transition history[CB_HISTORY_MAX]; /* newest first */
+} cb_info;
+
+/* A transition made by this process, as passed to a listener. */
+typedef struct cb_event {
+    const char *circuit;
+    cb_transition transition;
+    uint64_t mono_ms; /* CLOCK_MONOTONIC_COARSE (or the cb_set_clock clock) */
+} cb_event;
+
+typedef void (*cb_listener)(const cb_event *event, void *ctx);
+
+/* What a function run by cb_call() says about its own outcome. */
+typedef enum cb_outcome {
+    CB_SUCCESS = 0,  /* the dependency answered */
+    CB_FAILURE = 1,  /* the dependency failed: counts towards the threshold */
+    CB_NO_VERDICT = 2 /* cancelled or the caller's fault: release the permit */
+} cb_outcome;
+
+typedef cb_outcome (*cb_call_fn)(void *arg);
+
+/**
+ * Open circuit NAME, creating /cbreaker.NAME if it does not exist.
+ * cfg: NULL attaches with whatever config the circuit has (defaults when
+ * it is created here). Non-NULL: zero fields take the defaults; if the
+ * circuit exists with a different threshold or timeouts, the stored config
+ * is replaced and CB_CONFIG_UPDATED is returned, so a restarted server's
+ * new config takes effect. cfg->mode applies only to a segment created
+ * here. Many processes may open one new name at once: all get the same
+ * circuit. Safe to call before fork(); children use the inherited handle.
+ *
+ * Returns CB_OPENED, CB_CREATED or CB_CONFIG_UPDATED and sets *out; or
+ *   -EINVAL      out or name NULL, or cfg->mode has bits beyond 0777
+ *   CB_ENAME     name empty, longer than CB_NAME_MAX or with a bad char
+ *   -EACCES      no permission to open the segment read-write
+ *   CB_ENOTCB    /cbreaker.NAME is not a cbreaker segment
+ *   CB_EVERSION  segment made by another layout version of the library
+ *   CB_ESIZE     segment size is not what its header says (truncated/grown)
+ *   CB_ELAYOUT   segment shaped by other constants (stripes, ring, word)
+ *   CB_EBUSY     a live process started creating it and has not finished
+ *   -ENOMEM, -EMFILE, -ENOSPC, ...  from shm_open, ftruncate or mmap
+ */
+CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
+
+/**
+ * Like cb_open(cfg NULL) but never creates: -ENOENT if NAME does not
+ * exist. Errors as cb_open(). For tools that inspect or control circuits.
+ */
+CB_EXPORT int cb_attach(const char *name, cb_breaker **out);
+
+/** Unmap and free the handle. The circuit stays. NULL is ignored. */
+CB_EXPORT void cb_close(cb_breaker *b);
+
+/**
+ * Remove /cbreaker.NAME. Processes that have it open keep using it; new
+ * opens create a fresh circuit. Returns 0, CB_ENAME, -ENOENT, -EACCES.
+ */
+CB_EXPORT int cb_unlink(const char *name);
+
+/**
+ * Ask to call the dependency. Fills *permit (always; empty on rejection).
+ * Healthy path (CLOSED): one load of the state word and one add to this
+ * process's counter stripe; no clock read, no shared write.
+ * b or permit NULL: returns CB_REJECTED.
+ */
+CB_EXPORT cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit);
+
+/**
+ * Report the outcome of a call admitted by cb_acquire(). Reports of empty
+ * permits (rejections), NULL arguments or permits from another circuit
+ * are ignored. Reports from an earlier state are counted as late and
+ * change nothing.
+ */
+CB_EXPORT void cb_success(cb_breaker *b, const cb_permit *permit);
+CB_EXPORT void cb_failure(cb_breaker *b, const cb_permit *permit);
+/** No verdict (cancelled, client error): a probe's slot is freed at once. */
+CB_EXPORT void cb_release(cb_breaker *b, const cb_permit *permit);
+
+/**
+ * Run fn(arg) through the breaker. Returns CB_REJECTED without calling fn
+ * when the circuit rejects; otherwise calls fn, records the outcome it
+ * returns, and returns CB_ALLOWED or CB_PROBE. fn's own result travels
+ * through arg, so it can never be mistaken for a rejection.
+ */
+CB_EXPORT cb_verdict cb_call(cb_breaker *b, cb_call_fn fn, void *arg);
+
+/** Current state (one load; no transition is made). CB_CLOSED if b NULL. */
+CB_EXPORT cb_state cb_get_state(cb_breaker *b);
+
+/**
+ * Snapshot of the circuit into *out. Returns 0, -EINVAL (NULL argument),
+ * or CB_ECORRUPT when the state word holds an impossible state (the rest
+ * of *out is still filled; cb_reset() repairs it).
+ */
+CB_EXPORT int cb_get_info(cb_breaker *b, cb_info *out);
+
+/**
+ * Operator controls. cb_reset: force CLOSED, count 0, probe slot freed.
+ * cb_trip: force OPEN now, with a fresh reset_timeout. Calls in flight
+ * become late. Returns 0 or -EINVAL (b NULL).
+ */
+CB_EXPORT int cb_reset(cb_breaker *b);
+CB_EXPORT int cb_trip(cb_breaker *b);
+
+/**
+ * Call fn for every transition this handle's process makes (each is made
+ * by exactly one process: the one whose compare-and-swap won). Called
+ * synchronously, after the transition, in the calling thread. fn NULL
+ * removes the listener. Set it before sharing the handle between threads.
+ */
+CB_EXPORT void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx);
+
+/**
+ * A ready listener: writes one key=value line per transition to stderr in
+ * a single write(2), e.g.
+ *   event=circuit_breaker_opened circuit=redis from=CLOSED to=OPEN
+ *   reason=threshold_reached failures=3 pid=1234 wall_ms=...
+ * ctx is unused.
+ */
+CB_EXPORT void cb_log_listener(const cb_event *event, void *ctx);
+
+/** "circuit_breaker_opened", "circuit_breaker_half_open", "..._closed". */
+CB_EXPORT const char *cb_event_name(const cb_transition *t);
+/** "CLOSED", "OPEN", "HALF_OPEN"; "INVALID" for anything else. */
+CB_EXPORT const char *cb_state_name(cb_state s);
+/** "threshold_reached", "reset_timeout_elapsed", ...; "unknown" else. */
+CB_EXPORT const char *cb_reason_name(cb_reason r);
+
+/**
+ * Replace the handle's monotonic clock (ms) with now_ms(ctx), for tests
+ * and simulations; NULL restores the default. Every process using the
+ * circuit must see the same clock (put ctx in shared memory). Set it
+ * before sharing the handle.
+ */
+CB_EXPORT void cb_set_clock(cb_breaker *b, uint64_t (*now_ms)(void *ctx), void *ctx);
+
+/** Message for a cb_* error code or a negated errno. Never NULL. */
+CB_EXPORT const char *cb_strerror(int err);
+
+/** The library's version string, e.g. "0.1.0". */
+CB_EXPORT const char *cb_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CBREAKER_H */

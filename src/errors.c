@@ -1,0 +1,36 @@
+/*
+ * errors.c - cb_strerror() and the version.
+ */
+#include <string.h>
+
+#include "cbreaker.h"
+
+const char *cb_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+    case CB_ENAME:
+        return "invalid circuit name (1 to 200 of letters, digits, '.', '_', '-')";
+    case CB_ENOTCB:
+        return "not a cbreaker segment (bad magic or unknown ready word)";
+    case CB_EVERSION:
+        return "segment has another layout version";
+    case CB_ESIZE:
+        return "segment size is wrong (truncated or grown)";
+    case CB_ELAYOUT:
+        return "segment is shaped by other constants (line, stripes, ring or word size)";
+    case CB_EBUSY:
+        return "segment is still being created by a live process";
+    case CB_ECORRUPT:
+        return "segment state word holds an impossible state (reset repairs it)";
+    }
+    if (err < 0 && err > CB_ERROR_BASE)
+        return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";
+    return "unknown error";
+}
+
+const char *cb_version(void)
+{
+    return CB_VERSION_STRING;
+}

@@ -1,0 +1,36 @@
+/*
+ * handle.h - the per-process handle (struct cb_breaker) and the clock it
+ * reads.
+ *
+ * A handle is process-local: a mapping of the segment plus what this
+ * process wants (listener, clock). It is inherited across fork(); nothing
+ * in it is written on the hot path.
+ */
+#ifndef CB_HANDLE_H
+#define CB_HANDLE_H
+
+#include <stdint.h>
+
+#include "cbreaker.h"
+#include "segment.h"
+
+struct cb_breaker {
+    struct cb_segment *seg;
+    uint32_t instance; /* copy of seg->instance, for permit checks */
+    cb_listener listener;
+    void *listener_ctx;
+    uint64_t (*now_ms)(void *ctx); /* NULL: the coarse monotonic clock */
+    void *clock_ctx;
+    uint64_t clock_tick_ms; /* added to timeouts so a probe is never early */
+    uint32_t mode;          /* permission bits of the object when opened */
+    char name[CB_NAME_MAX + 1];
+};
+
+/* Monotonic ms from the handle's clock. */
+uint64_t cb_clock_now(const cb_breaker *b);
+/* Resolution of the default clock in ms, rounded up. */
+uint64_t cb_clock_default_tick(void);
+/* CLOCK_REALTIME in ms, for display. */
+uint64_t cb_clock_wall_ms(void);
+
+#endif
