@@ -152,7 +152,8 @@ typedef struct cb_info {
     uint64_t ms_until_probe;    /* OPEN: ms until a probe is allowed, else 0 */
     int32_t probe_pid;          /* HALF_OPEN: pid of the probe holder, else 0 */
     uint64_t probe_lease_ms;    /* HALF_OPEN: ms left on its lease, else 0 */
-    uint32_t generation;        /* bumped by every transition */
+    uint32_t generation;        /* bumped by every transition, probe grant
+                                   and probe release (22 bits, wraps) */
     uint32_t layout_version;
     uint64_t segment_size;      /* bytes */
     cb_counters counters;
@@ -220,15 +221,16 @@ CB_EXPORT int cb_unlink(const char *name);
  * Ask to call the dependency. Fills *permit (always; empty on rejection).
  * Healthy path (CLOSED): one load of the state word and one add to this
  * process's counter stripe; no clock read, no shared write.
- * b or permit NULL: returns CB_REJECTED.
+ * b or permit NULL: returns CB_REJECTED, not counted.
  */
 CB_EXPORT cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit);
 
 /**
  * Report the outcome of a call admitted by cb_acquire(). Reports of empty
  * permits (rejections), NULL arguments or permits from another circuit
- * are ignored. Reports from an earlier state are counted as late and
- * change nothing.
+ * are ignored and not counted. Reports (releases too) from an earlier
+ * state are counted as late and change nothing. Any thread or process may
+ * report a permit, not only the one that acquired it.
  */
 CB_EXPORT void cb_success(cb_breaker *b, const cb_permit *permit);
 CB_EXPORT void cb_failure(cb_breaker *b, const cb_permit *permit);
@@ -278,11 +280,19 @@ CB_EXPORT void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx);
  */
 CB_EXPORT void cb_log_listener(const cb_event *event, void *ctx);
 
-/** "circuit_breaker_opened", "circuit_breaker_half_open", "..._closed". */
+/**
+ * The event named after the state t enters, as the reference logs it:
+ * "circuit_breaker_opened", "circuit_breaker_half_open",
+ * "circuit_breaker_closed"; "circuit_breaker_unknown" for t NULL or an
+ * invalid state.
+ */
 CB_EXPORT const char *cb_event_name(const cb_transition *t);
 /** "CLOSED", "OPEN", "HALF_OPEN"; "INVALID" for anything else. */
 CB_EXPORT const char *cb_state_name(cb_state s);
-/** "threshold_reached", "reset_timeout_elapsed", ...; "unknown" else. */
+/**
+ * "threshold_reached", "reset_timeout_elapsed", "probe_succeeded",
+ * "probe_failed", "probe_lease_expired", "reset", "trip"; "unknown" else.
+ */
 CB_EXPORT const char *cb_reason_name(cb_reason r);
 
 /**

@@ -58,24 +58,18 @@ enum report { REPORT_SUCCESS, REPORT_FAILURE, REPORT_RELEASE };
 
 #define likely(x) __builtin_expect(!!(x), 1)
 
-static void issue_permit(const cb_breaker *b, cb_permit *p, uint64_t word, unsigned kind,
-                         unsigned stripe)
+static void issue_permit(const cb_breaker *b, cb_permit *p, uint64_t word, unsigned kind)
 {
     p->opaque[0] = word;
-    p->opaque[1] = (uint64_t)b->instance << 32 | kind << 8 | stripe;
+    p->opaque[1] = (uint64_t)b->instance << 32 | kind;
 }
 
 static unsigned permit_kind(const cb_breaker *b, const cb_permit *p)
 {
     if (!b || !p || (uint32_t)(p->opaque[1] >> 32) != b->instance)
         return PERMIT_NONE;
-    unsigned kind = (unsigned)(p->opaque[1] >> 8) & 0xffu;
+    unsigned kind = (unsigned)p->opaque[1];
     return kind <= PERMIT_PROBE ? kind : PERMIT_NONE;
-}
-
-static unsigned permit_stripe(const cb_permit *p)
-{
-    return (unsigned)p->opaque[1] & (CB_STRIPES - 1u);
 }
 
 static uint64_t config_ms(const cb_breaker *b, _Atomic uint32_t *field)
@@ -100,7 +94,7 @@ static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permi
         switch (sw_state(w)) {
         case CB_CLOSED:
             cb_count(seg, stripe, CB_C_ALLOWED);
-            issue_permit(b, permit, w, PERMIT_CALL, stripe);
+            issue_permit(b, permit, w, PERMIT_CALL);
             return CB_ALLOWED;
         case CB_OPEN:
             if (sw_elapsed(now, sw_payload(w)) < config_ms(b, &seg->reset_timeout_ms))
@@ -128,7 +122,7 @@ static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permi
             cb_count(seg, stripe, CB_C_PROBES);
             if (reason >= 0)
                 cb_emit(b, w, next, (cb_reason)reason, 0, now);
-            issue_permit(b, permit, next, PERMIT_PROBE, stripe);
+            issue_permit(b, permit, next, PERMIT_PROBE);
             return CB_PROBE;
         }
     }
@@ -145,11 +139,11 @@ cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit)
             permit->opaque[0] = permit->opaque[1] = 0;
         return CB_REJECTED;
     }
-    unsigned stripe = cb_stripe_index();
+    unsigned stripe = cb_stripe_for(b);
     uint64_t w = atomic_load_explicit(&b->seg->state, memory_order_relaxed);
     if (likely(sw_state(w) == CB_CLOSED)) {
         cb_count(b->seg, stripe, CB_C_ALLOWED);
-        issue_permit(b, permit, w, PERMIT_CALL, stripe);
+        issue_permit(b, permit, w, PERMIT_CALL);
         return CB_ALLOWED;
     }
     return acquire_slow(b, permit, w, stripe);
@@ -159,16 +153,16 @@ cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit)
 static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
 {
     struct cb_segment *seg = b->seg;
-    unsigned stripe = permit_stripe(p);
-    if (r == REPORT_RELEASE) {
-        cb_count(seg, stripe, CB_C_RELEASED);
-        return;
-    }
+    unsigned stripe = cb_stripe_for(b);
     uint64_t issued_gen = sw_gen(p->opaque[0]);
     uint64_t w = atomic_load_explicit(&seg->state, memory_order_relaxed);
     for (;;) {
         if (sw_state(w) != CB_CLOSED || sw_gen(w) != issued_gen) {
             cb_count(seg, stripe, CB_C_LATE);
+            return;
+        }
+        if (r == REPORT_RELEASE) {
+            cb_count(seg, stripe, CB_C_RELEASED); /* no verdict: nothing to change */
             return;
         }
         uint64_t count = sw_payload(w), next;
@@ -203,8 +197,8 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
 static void report_probe(cb_breaker *b, const cb_permit *p, enum report r)
 {
     struct cb_segment *seg = b->seg;
-    unsigned stripe = permit_stripe(p);
-    uint64_t granted = p->opaque[0], now = 0, next;
+    unsigned stripe = cb_stripe_for(b);
+    uint64_t granted = p->opaque[0], now = cb_clock_now(b), next;
     enum cb_counter counter;
     int reason;
     switch (r) {
@@ -214,7 +208,6 @@ static void report_probe(cb_breaker *b, const cb_permit *p, enum report r)
         reason = CB_REASON_PROBE_SUCCEEDED;
         break;
     case REPORT_FAILURE:
-        now = cb_clock_now(b);
         next = sw_next(granted, CB_OPEN, now);
         counter = CB_C_FAILURES;
         reason = CB_REASON_PROBE_FAILED;
@@ -299,7 +292,7 @@ static void force(cb_breaker *b, cb_state to)
          * bump makes every permit issued before it late. */
     } while (!cas_word(seg, &w, next));
     if (to == CB_OPEN)
-        cb_count(seg, cb_stripe_index(), CB_C_TRIPS);
+        cb_count(seg, cb_stripe_for(b), CB_C_TRIPS);
     cb_emit(b, w, next, to == CB_OPEN ? CB_REASON_TRIP : CB_REASON_RESET, 0, now);
 }
 

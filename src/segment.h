@@ -7,7 +7,7 @@
  *   header   magic, layout version, shape, size, ready word, config
  *   state    the one word every state change is a CAS on, alone on its line
  *   probe    who holds the probe (display only), on its own line
- *   stripes  per-process counter stripes, one line pair each
+ *   stripes  per-thread counter stripes, one line pair each (stripes.c)
  *   history  ring of the last transitions, slot = generation % ring size
  *
  * The first 32 bytes (magic, version, shape, size, ready) are frozen for
@@ -25,6 +25,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cbreaker.h"
 
@@ -33,7 +34,7 @@
  * reading is 0x6362726561... and fails the check. */
 #define CB_MAGIC UINT64_C(0x72656b6165726263)
 #define CB_LINE 128u
-#define CB_STRIPES 32u
+#define CB_STRIPES 64u
 #define CB_RING CB_HISTORY_MAX
 
 /* Values of the ready word (see shm.c for the creation protocol). */
@@ -41,6 +42,9 @@
 #define CB_CLAIM_TAG UINT64_C(0x6d69616c63000000)  /* "claim" << 24 */
 #define CB_CLAIM_MASK UINT64_C(0xffffffffff000000)
 #define CB_CLAIMED(pid) (CB_CLAIM_TAG | (uint64_t)(uint32_t)(pid))
+#define CB_CLAIM_PID(word) ((pid_t)((word) & ~CB_CLAIM_MASK))
+/* Linux pids stay below 2^22 (PID_MAX_LIMIT), well inside 24 bits. */
+_Static_assert((~CB_CLAIM_MASK & CB_CLAIM_TAG) == 0, "the tag leaves 24 bits for the pid");
 
 /* What shapes the layout besides its version: checked on attach. */
 #define CB_SHAPE ((CB_LINE / 8u) << 24 | CB_STRIPES << 16 | CB_RING << 8 | 8u)
@@ -58,9 +62,11 @@ enum cb_counter {
     CB_C_COUNT
 };
 
+/* owner: pid << 32 | tid of the thread that claimed it, 0 if free. */
 struct cb_stripe {
+    _Atomic uint64_t owner;
     _Atomic uint64_t count[CB_C_COUNT];
-    uint8_t pad[CB_LINE - CB_C_COUNT * 8];
+    uint8_t pad[CB_LINE - 8 - CB_C_COUNT * 8];
 };
 
 /* One remembered transition. seq is 2*gen+1 while it is written and

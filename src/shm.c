@@ -156,7 +156,7 @@ static int validate(const struct cb_segment *seg, uint64_t file_size)
 static int claim_and_initialize(struct cb_segment *seg, uint64_t seen, const cb_config *cfg)
 {
     if (seen != 0) {
-        pid_t holder = (pid_t)(uint32_t)seen;
+        pid_t holder = CB_CLAIM_PID(seen);
         if (holder == getpid() || !process_is_dead(holder))
             return 0;
     }

@@ -1,46 +1,114 @@
 /*
- * stripes.c - which stripe a thread writes, and summing them.
+ * stripes.c - claiming a counter stripe per thread and segment, and
+ * summing the stripes.
  *
- * A thread's stripe is derived from its pid and a per-process thread
- * number, so forked workers (consecutive pids) land on different stripes.
- * It is cached in thread-local storage; a fork() handler clears the cache
- * in the child, which would otherwise keep writing its parent's stripe.
- * Two threads that do share a stripe stay correct (the adds are atomic),
- * only slower.
+ * A stripe's owner word holds pid << 32 | tid of the thread that claimed
+ * it, or 0. A thread claims a stripe with one CAS (0 -> itself), or takes
+ * over the stripe of a thread that no longer exists (tgkill(pid, tid, 0)
+ * fails with ESRCH) with one CAS from that owner; the CAS makes the claim
+ * exclusive, so only the owner ever writes the stripe's counters, and the
+ * counts a dead owner left are kept and continued. Claims are never given
+ * back (a thread cannot know the segment is still mapped when it exits);
+ * a thread that opens the same circuit again finds its own claim first.
+ *
+ * Each thread caches its claims in thread-local storage, most recent in
+ * front (one compare on the hot path), keyed by mapping address and the
+ * segment's instance id, so a different circuit mapped at a reused address
+ * misses. A fork() handler empties the cache in the child, which must not
+ * write its parent's stripes.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "stripes.h"
 
-#define CB_NO_STRIPE (~0u)
+#define CB_CLAIM_CACHE 8
 
-static __thread unsigned tls_stripe __attribute__((tls_model("initial-exec"))) = CB_NO_STRIPE;
-static _Atomic unsigned thread_seq;
+struct claim {
+    const void *seg;
+    uint32_t instance;
+    unsigned stripe;
+};
+
+/* The front entry, split out so the hot path reads three plain TLS words. */
+__thread const void *cb_tls_front_seg __attribute__((tls_model("initial-exec")));
+__thread uint32_t cb_tls_front_instance __attribute__((tls_model("initial-exec")));
+__thread unsigned cb_tls_front_stripe __attribute__((tls_model("initial-exec")));
+static __thread struct claim tls_older[CB_CLAIM_CACHE - 1] __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-static void forget_stripe_in_child(void)
+static void forget_claims_in_child(void)
 {
-    tls_stripe = CB_NO_STRIPE;
-    atomic_store_explicit(&thread_seq, 0, memory_order_relaxed);
+    cb_tls_front_seg = NULL;
+    memset(tls_older, 0, sizeof tls_older);
 }
 
 static void register_atfork(void)
 {
-    pthread_atfork(NULL, NULL, forget_stripe_in_child);
+    pthread_atfork(NULL, NULL, forget_claims_in_child);
 }
 
-unsigned cb_stripe_index(void)
+static uint64_t this_thread(void)
 {
-    unsigned s = tls_stripe;
-    if (__builtin_expect(s != CB_NO_STRIPE, 1))
-        return s;
-    pthread_once(&atfork_once, register_atfork);
-    unsigned nth = atomic_fetch_add_explicit(&thread_seq, 1, memory_order_relaxed);
-    /* 7 is odd, so the threads of one process walk all stripes. */
-    s = ((unsigned)getpid() + nth * 7u) & (CB_STRIPES - 1u);
-    tls_stripe = s;
-    return s;
+    return (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)syscall(SYS_gettid);
+}
+
+static int thread_is_gone(uint64_t owner)
+{
+    return syscall(SYS_tgkill, (pid_t)(owner >> 32), (pid_t)(uint32_t)owner, 0) == -1 && errno == ESRCH;
+}
+
+static int take(struct cb_segment *seg, unsigned s, uint64_t from, uint64_t me)
+{
+    /* Exactly one thread moves the owner word away from `from`. */
+    return atomic_compare_exchange_strong_explicit(&seg->stripes[s].owner, &from, me,
+                                                   memory_order_acquire, memory_order_relaxed);
+}
+
+static unsigned claim_in_segment(struct cb_segment *seg)
+{
+    uint64_t me = this_thread();
+    unsigned first = 1u + (unsigned)(me % (CB_STRIPES - 1u)), s;
+    for (s = 1; s < CB_STRIPES; s++)
+        if (atomic_load_explicit(&seg->stripes[s].owner, memory_order_relaxed) == me)
+            return s;
+    for (unsigned i = 0; i < CB_STRIPES - 1u; i++) {
+        s = 1u + (first - 1u + i) % (CB_STRIPES - 1u);
+        if (take(seg, s, 0, me))
+            return s;
+    }
+    for (s = 1; s < CB_STRIPES; s++) {
+        uint64_t owner = atomic_load_explicit(&seg->stripes[s].owner, memory_order_relaxed);
+        if (owner != 0 && thread_is_gone(owner) && take(seg, s, owner, me))
+            return s;
+    }
+    return CB_SHARED_STRIPE;
+}
+
+unsigned cb_stripe_claimed(const cb_breaker *b)
+{
+    struct claim found = {b->seg, b->instance, CB_SHARED_STRIPE};
+    unsigned i;
+    for (i = 0; i < CB_CLAIM_CACHE - 1; i++)
+        if (tls_older[i].seg == b->seg && tls_older[i].instance == b->instance)
+            break;
+    if (i < CB_CLAIM_CACHE - 1) {
+        found.stripe = tls_older[i].stripe;
+    } else {
+        pthread_once(&atfork_once, register_atfork);
+        found.stripe = claim_in_segment(b->seg);
+        i = CB_CLAIM_CACHE - 2; /* the oldest entry makes room */
+    }
+    /* Move the entries before i back one and put the old front first. */
+    memmove(&tls_older[1], &tls_older[0], i * sizeof tls_older[0]);
+    tls_older[0] = (struct claim){cb_tls_front_seg, cb_tls_front_instance, cb_tls_front_stripe};
+    cb_tls_front_seg = found.seg;
+    cb_tls_front_instance = found.instance;
+    cb_tls_front_stripe = found.stripe;
+    return found.stripe;
 }
 
 void cb_stripes_sum(const struct cb_segment *seg, cb_counters *out)

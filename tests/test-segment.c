@@ -1,0 +1,1758 @@
+/*
+ * test-segment.c - naming, creation, attach validation and bad input.
+ *
+ * What a circuit's shared-memory object /cbreaker.NAME (/dev/shm/...) goes
+ * through before any state change happens:
+ *
+ *   names      NULL, empty, 200 and 201 characters, every kind of bad
+ *              character, the good punctuation; the same for cb_open,
+ *              cb_attach and cb_unlink, and a rejected name creates nothing.
+ *   lifecycle  CB_CREATED then CB_OPENED; cb_attach never creates; cb_unlink
+ *              removes the name (twice: -ENOENT) and open handles go on
+ *              working on the unlinked segment.
+ *   mode       new segments are 0600 (or cfg.mode) whatever the umask; bits
+ *              beyond 0777 are -EINVAL; the mode of an existing segment is
+ *              never changed by a reopen.
+ *   access     as root, a child running as nobody gets -EACCES from cb_open,
+ *              cb_attach and cb_unlink on a root-owned segment it may not
+ *              write (skipped, with a message, when not root).
+ *   foreign    objects that are not (or no longer) valid segments: garbage,
+ *              short objects, a valid segment with its magic, layout
+ *              version, size field, shape changed, truncated or grown.
+ *              Each gives its own error from cb_open and cb_attach, never
+ *              SIGBUS, and is left byte-for-byte unchanged.
+ *   recovery   a creator killed at any step of the creation protocol (see
+ *              src/shm.c): size-0 object, unclaimed full-size object, a
+ *              claim by a dead (reaped or zombie) process are all taken
+ *              over; a claim by a live process gives CB_EBUSY after
+ *              CB_INIT_WAIT_MS (2 s) and is taken over once it dies; a
+ *              creator that finishes while we wait is simply attached to.
+ *   race       16 processes open one new name at the same instant (also on
+ *              a size-0 object and on a dead claim): exactly one creates,
+ *              all share one circuit; repeated with fresh names.
+ *   config     reopen with another config: CB_CONFIG_UPDATED and the new
+ *              values; the same config: CB_OPENED.
+ *   survival   the circuit outlives the processes that used it.
+ *   strerror   every CB_E* code has its own message, errno codes the
+ *              system's text, anything else "unknown error"; cb_version().
+ *
+ * White box: reads src/segment.h for the offsets of the frozen prefix.
+ * Every name comes from tl_unique_name() and every test removes what it
+ * made; names are also remembered in memory shared with the runner, whose
+ * tcase teardown removes them even after a failed assertion.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cbreaker.h"
+#include "segment.h"
+#include "shm.h"
+#include "testlib.h"
+
+#define NOBODY 65534
+#define INIT_WAIT_MS 2000 /* CB_INIT_WAIT_MS in src/shm.c */
+#define RACERS 16
+#define RACE_ROUNDS 20
+
+#define OFF_MAGIC offsetof(struct cb_segment, magic)
+#define OFF_VERSION offsetof(struct cb_segment, layout_version)
+#define OFF_SHAPE offsetof(struct cb_segment, shape)
+#define OFF_SIZE offsetof(struct cb_segment, size)
+#define OFF_READY offsetof(struct cb_segment, ready)
+
+/* ------------------------------------------------------------------ */
+/* Names used, remembered in memory shared with the runner process so  */
+/* that a failed test's objects are removed by the tcase teardown.     */
+/* ------------------------------------------------------------------ */
+
+#define REGISTRY_MAX 1024
+
+struct registry {
+    _Atomic unsigned count;
+    char names[REGISTRY_MAX][CB_NAME_MAX + 2];
+};
+static struct registry *registry;
+
+static void remember(const char *name)
+{
+    if (!registry || strlen(name) > CB_NAME_MAX + 1)
+        return;
+    unsigned i = atomic_fetch_add(&registry->count, 1);
+    if (i < REGISTRY_MAX)
+        snprintf(registry->names[i], sizeof registry->names[i], "%s", name);
+}
+
+/* tl_unique_name(), remembered for the safety-net cleanup. */
+static const char *unique_name(const char *tag)
+{
+    char seg_tag[64];
+    snprintf(seg_tag, sizeof seg_tag, "seg-%s", tag); /* ours, at a glance */
+    const char *name = tl_unique_name(seg_tag);
+    remember(name);
+    return name;
+}
+
+/* Unchecked teardown (runs in the runner, even after a failure). */
+static void forget_all(void)
+{
+    unsigned n = atomic_load(&registry->count);
+    for (unsigned i = 0; i < n && i < REGISTRY_MAX; i++) {
+        char path[CB_NAME_MAX + 64];
+        snprintf(path, sizeof path, "%s%s", CB_SHM_PREFIX, registry->names[i]);
+        shm_unlink(path);
+    }
+    atomic_store(&registry->count, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers: the object behind a name, reached without the library.     */
+/* ------------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* "/cbreaker.NAME", as shm_open wants it. */
+static const char *shm_name(const char *name)
+{
+    static char buf[4][2048];
+    static unsigned next;
+    char *p = buf[next++ % 4];
+    snprintf(p, sizeof buf[0], "%s%s", CB_SHM_PREFIX, name);
+    return p;
+}
+
+/* "/dev/shm/cbreaker.NAME", for stat. */
+static const char *dev_path(const char *name)
+{
+    static char buf[4][2048];
+    static unsigned next;
+    char *p = buf[next++ % 4];
+    snprintf(p, sizeof buf[0], "/dev/shm%s%s", CB_SHM_PREFIX, name);
+    return p;
+}
+
+static int obj_exists(const char *name)
+{
+    struct stat st;
+    return stat(dev_path(name), &st) == 0;
+}
+
+static struct stat obj_stat(const char *name)
+{
+    struct stat st;
+    ck_assert_msg(stat(dev_path(name), &st) == 0, "stat %s: %s", dev_path(name), strerror(errno));
+    return st;
+}
+
+static mode_t obj_mode(const char *name)
+{
+    return obj_stat(name).st_mode & 07777;
+}
+
+static uint64_t obj_size(const char *name)
+{
+    return (uint64_t)obj_stat(name).st_size;
+}
+
+/* Remove whatever a test left; the name may be invalid or already gone. */
+static void obj_cleanup(const char *name)
+{
+    shm_unlink(shm_name(name));
+}
+
+/* All bytes of the object (malloc'd; *len gets the size). */
+static unsigned char *obj_read(const char *name, size_t *len)
+{
+    int fd = shm_open(shm_name(name), O_RDONLY, 0);
+    ck_assert_msg(fd >= 0, "shm_open %s: %s", name, strerror(errno));
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    *len = (size_t)st.st_size;
+    unsigned char *buf = malloc(*len + 1);
+    ck_assert_ptr_nonnull(buf);
+    size_t done = 0;
+    while (done < *len) {
+        ssize_t n = pread(fd, buf + done, *len - done, (off_t)done);
+        ck_assert_msg(n > 0, "pread %s: %s", name, strerror(errno));
+        done += (size_t)n;
+    }
+    close(fd);
+    return buf;
+}
+
+/* Create a foreign object with exactly these bytes (len may be 0). */
+static void obj_create(const char *name, const void *data, size_t len, mode_t mode)
+{
+    int fd = shm_open(shm_name(name), O_RDWR | O_CREAT | O_EXCL, mode);
+    ck_assert_msg(fd >= 0, "shm_open(O_CREAT|O_EXCL) %s: %s", name, strerror(errno));
+    ck_assert_int_eq(fchmod(fd, mode), 0);
+    if (len) {
+        ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
+        ck_assert_int_eq(pwrite(fd, data, len, 0), (ssize_t)len);
+    }
+    close(fd);
+}
+
+static void obj_pwrite(const char *name, size_t off, const void *data, size_t len)
+{
+    int fd = shm_open(shm_name(name), O_RDWR, 0);
+    ck_assert_msg(fd >= 0, "shm_open %s: %s", name, strerror(errno));
+    ck_assert_int_eq(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
+    close(fd);
+}
+
+static void obj_truncate(const char *name, uint64_t len)
+{
+    int fd = shm_open(shm_name(name), O_RDWR, 0);
+    ck_assert_msg(fd >= 0, "shm_open %s: %s", name, strerror(errno));
+    ck_assert_int_eq(ftruncate(fd, (off_t)len), 0);
+    close(fd);
+}
+
+/* A segment-sized image: every byte `fill`, the ready word `ready`. */
+static unsigned char *image(unsigned char fill, uint64_t ready)
+{
+    unsigned char *img = malloc(CB_SEGMENT_SIZE);
+    ck_assert_ptr_nonnull(img);
+    memset(img, fill, CB_SEGMENT_SIZE);
+    memcpy(img + OFF_READY, &ready, sizeof ready);
+    return img;
+}
+
+/* A valid segment made by the library, closed again. */
+static void make_valid(const char *name, const cb_config *cfg)
+{
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, cfg, &b);
+    ck_assert_msg(rc == CB_CREATED, "cb_open(%s) = %d (%s), want CB_CREATED", name, rc, cb_strerror(rc));
+    cb_close(b);
+}
+
+/* The frozen prefix of a segment the library initialized. */
+static void assert_initialized_prefix(const char *name)
+{
+    size_t len;
+    unsigned char *img = obj_read(name, &len);
+    ck_assert_uint_eq(len, CB_SEGMENT_SIZE);
+    uint64_t magic, size, ready;
+    uint32_t version, shape;
+    memcpy(&magic, img + OFF_MAGIC, 8);
+    memcpy(&version, img + OFF_VERSION, 4);
+    memcpy(&shape, img + OFF_SHAPE, 4);
+    memcpy(&size, img + OFF_SIZE, 8);
+    memcpy(&ready, img + OFF_READY, 8);
+    ck_assert_uint_eq(magic, CB_MAGIC);
+    ck_assert_uint_eq(version, CB_LAYOUT_VERSION);
+    ck_assert_uint_eq(shape, CB_SHAPE);
+    ck_assert_uint_eq(size, CB_SEGMENT_SIZE);
+    ck_assert_uint_eq(ready, CB_READY);
+    free(img);
+}
+
+/*
+ * A freshly initialized circuit with this threshold that works: nothing
+ * left over from whatever was in the object before, threshold failures
+ * trip it, and a second handle (cb_attach) sees the same circuit.
+ */
+static void assert_fresh_and_working(const char *name, cb_breaker *b, uint32_t threshold)
+{
+    assert_initialized_prefix(name);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_uint_eq(info.failures, 0);
+    ck_assert_uint_eq(info.config.failure_threshold, threshold);
+    ck_assert_uint_eq(info.layout_version, CB_LAYOUT_VERSION);
+    ck_assert_uint_eq(info.segment_size, CB_SEGMENT_SIZE);
+    ck_assert_uint_eq(info.history_len, 0);
+    ck_assert_uint_eq(info.counters.allowed + info.counters.rejected + info.counters.successes +
+                          info.counters.failures + info.counters.released + info.counters.late +
+                          info.counters.trips + info.counters.probes,
+                      0);
+    for (uint32_t i = 0; i < threshold; i++) {
+        cb_permit p;
+        ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
+        cb_failure(b, &p);
+    }
+    ck_assert_int_eq(cb_get_state(b), CB_OPEN);
+    cb_breaker *other = NULL;
+    ck_assert_int_eq(cb_attach(name, &other), CB_OPENED);
+    ck_assert_int_eq(cb_get_state(other), CB_OPEN);
+    ck_assert_int_eq(cb_get_info(other, &info), 0);
+    ck_assert_uint_eq(info.counters.failures, threshold);
+    ck_assert_uint_eq(info.counters.trips, 1);
+    ck_assert_uint_eq(info.history_len, 1);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_THRESHOLD);
+    cb_close(other);
+}
+
+/* A child that just lives (until killed, or 60 s as a safety net). */
+static int sleeper(void *arg)
+{
+    (void)arg;
+    alarm(60);
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* Kill and reap a sleeper; it must have died of SIGKILL. */
+static void kill_and_reap(pid_t pid)
+{
+    int status;
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* The pid of a process that existed and is now dead and reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = tl_spawn(sleeper, NULL);
+    kill_and_reap(pid);
+    ck_assert_int_eq(kill(pid, 0), -1);
+    ck_assert_int_eq(errno, ESRCH);
+    return pid;
+}
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+/* A name of exactly len characters, unique to this process. */
+static void long_name(char *out, size_t len, const char *tag)
+{
+    const char *base = unique_name(tag);
+    size_t n = strlen(base);
+    ck_assert_uint_le(n, len);
+    memcpy(out, base, n);
+    for (size_t i = n; i < len; i++)
+        out[i] = (char)('a' + i % 26);
+    out[len] = '\0';
+    remember(out);
+    obj_cleanup(out);
+}
+
+/* name is rejected with `want` by all three entry points; nothing appears. */
+static void assert_name_rejected(const char *name, int want)
+{
+    cb_breaker *b = (cb_breaker *)&b; /* must be reset to NULL */
+    cb_config cfg = {5, 1000, 0, 0};
+    int rc = cb_open(name, NULL, &b);
+    ck_assert_msg(rc == want, "cb_open(\"%s\") = %d, want %d", name ? name : "(null)", rc, want);
+    ck_assert_ptr_null(b);
+    b = (cb_breaker *)&b;
+    rc = cb_open(name, &cfg, &b);
+    ck_assert_msg(rc == want, "cb_open(\"%s\", cfg) = %d, want %d", name ? name : "(null)", rc, want);
+    ck_assert_ptr_null(b);
+    b = (cb_breaker *)&b;
+    rc = cb_attach(name, &b);
+    ck_assert_msg(rc == want, "cb_attach(\"%s\") = %d, want %d", name ? name : "(null)", rc, want);
+    ck_assert_ptr_null(b);
+    rc = cb_unlink(name);
+    ck_assert_msg(rc == want, "cb_unlink(\"%s\") = %d, want %d", name ? name : "(null)", rc, want);
+    if (name) {
+        int exists = obj_exists(name);
+        obj_cleanup(name);
+        ck_assert_msg(!exists, "rejected name \"%s\" created %s", name, dev_path(name));
+    }
+}
+
+/* name works with cb_open, cb_attach and cb_unlink. */
+static void assert_name_works(const char *name)
+{
+    remember(name);
+    obj_cleanup(name);
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, NULL, &b);
+    ck_assert_msg(rc == CB_CREATED, "cb_open(\"%s\") = %d (%s)", name, rc, cb_strerror(rc));
+    ck_assert_msg(obj_exists(name), "%s missing after cb_open", dev_path(name));
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_str_eq(info.name, name);
+    cb_breaker *a = NULL;
+    rc = cb_attach(name, &a);
+    ck_assert_msg(rc == CB_OPENED, "cb_attach(\"%s\") = %d (%s)", name, rc, cb_strerror(rc));
+    cb_close(a);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    ck_assert(!obj_exists(name));
+    ck_assert_int_eq(cb_unlink(name), -ENOENT);
+    ck_assert_int_eq(cb_attach(name, &a), -ENOENT);
+}
+
+START_TEST(test_name_null_and_empty)
+{
+    assert_name_rejected(NULL, -EINVAL);
+    assert_name_rejected("", CB_ENAME);
+
+    /* out NULL: -EINVAL, and nothing is created. */
+    const char *name = unique_name("nullout");
+    ck_assert_int_eq(cb_open(name, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(cb_attach(name, NULL), -EINVAL);
+    ck_assert(!obj_exists(name));
+}
+END_TEST
+
+START_TEST(test_name_length)
+{
+    char name[CB_NAME_MAX + 2];
+
+    long_name(name, CB_NAME_MAX + 1, "len201");
+    ck_assert_uint_eq(strlen(name), 201);
+    assert_name_rejected(name, CB_ENAME);
+
+    /* Much longer than any file name may be. */
+    char huge[1024];
+    long_name(huge, sizeof huge - 1, "len1023");
+    assert_name_rejected(huge, CB_ENAME);
+
+    long_name(name, CB_NAME_MAX, "len200");
+    ck_assert_uint_eq(strlen(name), 200);
+    assert_name_works(name);
+}
+END_TEST
+
+START_TEST(test_name_bad_chars)
+{
+    static const char *bad[] = {"/", " ", ":", "\n", "*", "\t", "\\", "%", "?", "+", "\x7f",
+                                "\x01", "\x80", "\xff", "\xc3\xa9" /* U+00E9 in UTF-8 */};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *base = unique_name("bad");
+        char name[256];
+        snprintf(name, sizeof name, "%s%sx", base, bad[i]); /* inside */
+        assert_name_rejected(name, CB_ENAME);
+        snprintf(name, sizeof name, "%s%s", base, bad[i]); /* at the end */
+        assert_name_rejected(name, CB_ENAME);
+        snprintf(name, sizeof name, "%s%s", bad[i], base); /* at the start */
+        assert_name_rejected(name, CB_ENAME);
+    }
+    /* Path tricks. */
+    const char *base = unique_name("trick");
+    char name[256];
+    snprintf(name, sizeof name, "../%s", base);
+    assert_name_rejected(name, CB_ENAME);
+    snprintf(name, sizeof name, "%s/..", base);
+    assert_name_rejected(name, CB_ENAME);
+}
+END_TEST
+
+START_TEST(test_name_good_chars)
+{
+    const char *base = unique_name("a.b_c-d.0123456789");
+    char name[256];
+
+    assert_name_works(base);
+
+    snprintf(name, sizeof name, "%s", base);
+    for (char *c = name; *c; c++)
+        if (*c == '.')
+            *c = '_';
+    assert_name_works(name); /* underscores only */
+    for (char *c = name; *c; c++)
+        if (*c == '_')
+            *c = '-';
+    assert_name_works(name); /* dashes only */
+
+    snprintf(name, sizeof name, ".%s", base);
+    assert_name_works(name); /* leading dot */
+    snprintf(name, sizeof name, "-%s", base);
+    assert_name_works(name); /* leading dash */
+    snprintf(name, sizeof name, "%s.", base);
+    assert_name_works(name); /* trailing dot */
+    snprintf(name, sizeof name, "UPPER.%s", base);
+    assert_name_works(name);
+
+    /* Digits only, still unique to this process. */
+    size_t n = 0;
+    for (const char *c = base; *c && n < sizeof name - 1; c++)
+        if (*c >= '0' && *c <= '9')
+            name[n++] = *c;
+    name[n] = '\0';
+    ck_assert_uint_gt(n, 0);
+    assert_name_works(name);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                           */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_created_then_opened)
+{
+    const char *name = unique_name("created");
+    cb_config cfg = {4, 1000, 0, 0};
+    cb_breaker *b1 = NULL, *b2 = NULL, *b3 = NULL;
+
+    ck_assert(!obj_exists(name));
+    ck_assert_int_eq(cb_open(name, &cfg, &b1), CB_CREATED);
+    ck_assert_ptr_nonnull(b1);
+    ck_assert(obj_exists(name));
+    ck_assert_uint_eq(obj_size(name), CB_SEGMENT_SIZE);
+    assert_initialized_prefix(name);
+    ck_assert_int_eq(cb_open(name, &cfg, &b2), CB_OPENED);
+    ck_assert_int_eq(cb_open(name, NULL, &b3), CB_OPENED);
+
+    /* One circuit behind all three handles. */
+    cb_permit p;
+    ck_assert_int_eq(cb_acquire(b2, &p), CB_ALLOWED);
+    cb_failure(b2, &p);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b3, &info), 0);
+    ck_assert_uint_eq(info.failures, 1);
+    ck_assert_uint_eq(info.config.failure_threshold, 4);
+
+    cb_close(b1);
+    cb_close(b2);
+    cb_close(b3);
+    cb_close(NULL); /* ignored */
+
+    /* The circuit stays after every handle is closed. */
+    ck_assert(obj_exists(name));
+    ck_assert_int_eq(cb_open(name, &cfg, &b1), CB_OPENED);
+    ck_assert_int_eq(cb_get_info(b1, &info), 0);
+    ck_assert_uint_eq(info.failures, 1);
+    cb_close(b1);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(test_defaults_on_create)
+{
+    const char *name = unique_name("defaults");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_CREATED);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.config.failure_threshold, CB_DEFAULT_FAILURE_THRESHOLD);
+    ck_assert_uint_eq(info.config.reset_timeout_ms, CB_DEFAULT_RESET_TIMEOUT_MS);
+    ck_assert_uint_eq(info.config.probe_timeout_ms, CB_DEFAULT_RESET_TIMEOUT_MS);
+    ck_assert_uint_eq(info.config.mode, CB_DEFAULT_MODE);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(test_attach_missing)
+{
+    const char *name = unique_name("missing");
+    cb_breaker *b = (cb_breaker *)&b;
+    ck_assert_int_eq(cb_attach(name, &b), -ENOENT);
+    ck_assert_ptr_null(b);
+    ck_assert(!obj_exists(name));
+    /* Twice: still nothing. */
+    ck_assert_int_eq(cb_attach(name, &b), -ENOENT);
+    ck_assert(!obj_exists(name));
+    ck_assert_int_eq(cb_unlink(name), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_unlink)
+{
+    const char *name = unique_name("unlink");
+    make_valid(name, NULL);
+    ck_assert(obj_exists(name));
+    ck_assert_int_eq(cb_unlink(name), 0);
+    ck_assert(!obj_exists(name));
+    ck_assert_int_eq(cb_unlink(name), -ENOENT);
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_attach(name, &b), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_handle_survives_unlink)
+{
+    const char *name = unique_name("survive");
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *old = NULL, *fresh = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &old), CB_CREATED);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    ck_assert(!obj_exists(name));
+
+    /* The unlinked segment still works through the old handle. */
+    cb_permit p;
+    ck_assert_int_eq(cb_acquire(old, &p), CB_ALLOWED);
+    cb_failure(old, &p);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(old, &info), 0);
+    ck_assert_uint_eq(info.failures, 1);
+    ck_assert_int_eq(cb_acquire(old, &p), CB_ALLOWED);
+    cb_failure(old, &p);
+    ck_assert_int_eq(cb_get_state(old), CB_OPEN);
+    ck_assert_int_eq(cb_reset(old), 0);
+    ck_assert_int_eq(cb_get_state(old), CB_CLOSED);
+    ck_assert_int_eq(cb_trip(old), 0);
+    ck_assert_int_eq(cb_get_state(old), CB_OPEN);
+
+    /* A new open of the name is a new, independent circuit. */
+    ck_assert_int_eq(cb_open(name, &cfg, &fresh), CB_CREATED);
+    ck_assert_int_eq(cb_get_state(fresh), CB_CLOSED);
+    ck_assert_int_eq(cb_get_info(fresh, &info), 0);
+    ck_assert_uint_eq(info.counters.trips, 0);
+    ck_assert_int_eq(cb_acquire(fresh, &p), CB_ALLOWED);
+    cb_failure(fresh, &p);
+    ck_assert_int_eq(cb_get_state(old), CB_OPEN);
+    ck_assert_int_eq(cb_get_info(old, &info), 0);
+    ck_assert_uint_eq(info.counters.failures, 2);
+    ck_assert_int_eq(cb_get_info(fresh, &info), 0);
+    ck_assert_uint_eq(info.failures, 1);
+
+    cb_close(old);
+    cb_close(fresh);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Mode                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Create name under umask `mask` with cfg (may be NULL); mode must be want. */
+static void assert_created_mode(const char *tag, mode_t mask, const cb_config *cfg, mode_t want)
+{
+    const char *name = unique_name(tag);
+    mode_t old = umask(mask);
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, cfg, &b);
+    umask(old);
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s)", rc, cb_strerror(rc));
+    mode_t got = obj_mode(name);
+    ck_assert_msg(got == want, "umask %03o, cfg.mode %04o: object mode %04o, want %04o", (unsigned)mask,
+                  cfg ? cfg->mode : 0u, (unsigned)got, (unsigned)want);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.config.mode, want);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+
+START_TEST(test_mode_default)
+{
+    cb_config zero = {0, 0, 0, 0};
+    assert_created_mode("mode077", 077, NULL, 0600);
+    assert_created_mode("mode000", 0, NULL, 0600);
+    assert_created_mode("mode022", 022, NULL, 0600);
+    assert_created_mode("mode777", 0777, NULL, 0600);
+    assert_created_mode("modezero077", 077, &zero, 0600);
+    assert_created_mode("modezero000", 0, &zero, 0600);
+}
+END_TEST
+
+START_TEST(test_mode_explicit)
+{
+    cb_config c0640 = {0, 0, 0, 0640};
+    cb_config c0666 = {0, 0, 0, 0666};
+    cb_config c0400 = {0, 0, 0, 0400};
+    assert_created_mode("m0640u077", 077, &c0640, 0640);
+    assert_created_mode("m0640u000", 0, &c0640, 0640);
+    assert_created_mode("m0666u022", 022, &c0666, 0666);
+    assert_created_mode("m0400u000", 0, &c0400, 0400);
+
+    /* cfg.mode applies only to a new segment: a reopen leaves it alone. */
+    const char *name = unique_name("modekeep");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &c0640, &b), CB_CREATED);
+    cb_close(b);
+    cb_config c0600 = {0, 0, 0, 0600};
+    ck_assert_int_eq(cb_open(name, &c0600, &b), CB_OPENED);
+    ck_assert_uint_eq(obj_mode(name), 0640);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(test_mode_invalid)
+{
+    static const uint32_t bad[] = {01000, 02000, 04000, 0100000, 0100600, 01777, 0xffffffffu};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *name = unique_name("badmode");
+        cb_config cfg = {0, 0, 0, bad[i]};
+        cb_breaker *b = (cb_breaker *)&b;
+        int rc = cb_open(name, &cfg, &b);
+        ck_assert_msg(rc == -EINVAL, "cfg.mode %o: cb_open = %d, want -EINVAL", bad[i], rc);
+        ck_assert_ptr_null(b);
+        int exists = obj_exists(name);
+        obj_cleanup(name);
+        ck_assert_msg(!exists, "cfg.mode %o: object created anyway", bad[i]);
+    }
+    /* Also on an existing circuit. */
+    const char *name = unique_name("badmode-existing");
+    make_valid(name, NULL);
+    cb_config cfg = {0, 0, 0, 01000};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), -EINVAL);
+    ck_assert_ptr_null(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Permission denied                                                   */
+/* ------------------------------------------------------------------ */
+
+struct as_nobody_arg {
+    const char *name;
+    int want; /* from cb_open (NULL cfg and cfg) and cb_attach */
+    int want_unlink;
+};
+
+/* Drops to nobody, then opens; exits 0 if every result was as wanted. */
+static int as_nobody(void *argp)
+{
+    const struct as_nobody_arg *arg = argp;
+    if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0) {
+        fprintf(stderr, "as_nobody: dropping privileges: %s\n", strerror(errno));
+        return 90;
+    }
+    if (geteuid() != NOBODY || getegid() != NOBODY || setuid(0) == 0) {
+        fprintf(stderr, "as_nobody: still privileged\n");
+        return 91;
+    }
+    int bad = 0;
+    cb_config cfg = {0, 0, 0, 0};
+    cb_breaker *b = NULL;
+    int rc = cb_open(arg->name, NULL, &b);
+    if (rc != arg->want) {
+        fprintf(stderr, "as_nobody: cb_open(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 1;
+    }
+    if (rc >= 0) {
+        cb_permit p;
+        if (cb_acquire(b, &p) != CB_ALLOWED)
+            bad |= 2;
+        cb_failure(b, &p);
+        cb_close(b);
+    }
+    rc = cb_open(arg->name, &cfg, &b);
+    if (rc != arg->want) {
+        fprintf(stderr, "as_nobody: cb_open(%s, cfg) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 4;
+    }
+    if (rc >= 0)
+        cb_close(b);
+    rc = cb_attach(arg->name, &b);
+    if (rc != arg->want) {
+        fprintf(stderr, "as_nobody: cb_attach(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 8;
+    }
+    if (rc >= 0)
+        cb_close(b);
+    rc = cb_unlink(arg->name);
+    if (rc != arg->want_unlink) {
+        fprintf(stderr, "as_nobody: cb_unlink(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc),
+                arg->want_unlink);
+        bad |= 16;
+    }
+    return bad;
+}
+
+/* A root-owned circuit of `mode`, tried by nobody. */
+static void try_as_nobody(const char *tag, uint32_t mode, int want, int want_unlink)
+{
+    const char *name = unique_name(tag);
+    cb_config cfg = {0, 0, 0, mode};
+    make_valid(name, &cfg);
+    struct stat st = obj_stat(name);
+    ck_assert_uint_eq(st.st_uid, 0);
+    ck_assert_uint_eq(st.st_mode & 0777, mode);
+    size_t n0, n1;
+    unsigned char *before = obj_read(name, &n0);
+
+    struct as_nobody_arg arg = {name, want, want_unlink};
+    tl_wait_ok(tl_spawn(as_nobody, &arg));
+
+    /* Still there and untouched, unless nobody was allowed in. */
+    ck_assert(obj_exists(name));
+    if (want < 0) {
+        unsigned char *after = obj_read(name, &n1);
+        ck_assert_uint_eq(n0, n1);
+        ck_assert(memcmp(before, after, n0) == 0);
+        free(after);
+    }
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_attach(name, &b), CB_OPENED);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.counters.failures, want < 0 ? 0 : 1);
+    cb_close(b);
+    free(before);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+
+START_TEST(test_permission_denied)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_permission_denied: skipped, needs root to switch to uid %d\n", NOBODY);
+        return;
+    }
+    try_as_nobody("perm0600", 0600, -EACCES, -EACCES);
+    /* Read access is not enough: the segment is opened read-write. */
+    try_as_nobody("perm0644", 0644, -EACCES, -EACCES);
+    /* Control: with write access nobody shares the circuit (but may not
+     * remove root's name from the sticky /dev/shm). */
+    try_as_nobody("perm0666", 0666, CB_OPENED, -EACCES);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Foreign and damaged objects                                         */
+/* ------------------------------------------------------------------ */
+
+struct expect_arg {
+    const char *name;
+    int want;
+};
+
+/* In a child: both entry points give want (and the child does not die). */
+static int open_expecting(void *argp)
+{
+    const struct expect_arg *arg = argp;
+    cb_config cfg = {5, 1000, 0, 0};
+    cb_breaker *b = NULL;
+    int bad = 0, rc;
+    if ((rc = cb_open(arg->name, NULL, &b)) != arg->want) {
+        fprintf(stderr, "cb_open(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 1;
+    }
+    if ((rc = cb_open(arg->name, &cfg, &b)) != arg->want) {
+        fprintf(stderr, "cb_open(%s, cfg) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 2;
+    }
+    if ((rc = cb_attach(arg->name, &b)) != arg->want) {
+        fprintf(stderr, "cb_attach(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        bad |= 4;
+    }
+    return bad;
+}
+
+/*
+ * cb_open (with and without cfg) and cb_attach all fail with want, first
+ * in a child (so that a SIGBUS shows up as a bad exit), then here; the
+ * object keeps its bytes, size and mode.
+ */
+static void assert_rejected(const char *name, int want, const char *what)
+{
+    size_t n0, n1;
+    unsigned char *before = obj_read(name, &n0);
+    mode_t mode0 = obj_mode(name);
+
+    struct expect_arg arg = {name, want};
+    tl_wait_ok(tl_spawn(open_expecting, &arg));
+
+    cb_config cfg = {5, 1000, 0, 0};
+    cb_breaker *b = (cb_breaker *)&b;
+    int rc = cb_open(name, NULL, &b);
+    ck_assert_msg(rc == want, "%s: cb_open = %d (%s), want %d (%s)", what, rc, cb_strerror(rc), want,
+                  cb_strerror(want));
+    ck_assert_ptr_null(b);
+    b = (cb_breaker *)&b;
+    rc = cb_open(name, &cfg, &b);
+    ck_assert_msg(rc == want, "%s: cb_open(cfg) = %d (%s), want %d (%s)", what, rc, cb_strerror(rc), want,
+                  cb_strerror(want));
+    ck_assert_ptr_null(b);
+    b = (cb_breaker *)&b;
+    rc = cb_attach(name, &b);
+    ck_assert_msg(rc == want, "%s: cb_attach = %d (%s), want %d (%s)", what, rc, cb_strerror(rc), want,
+                  cb_strerror(want));
+    ck_assert_ptr_null(b);
+
+    unsigned char *after = obj_read(name, &n1);
+    ck_assert_msg(n0 == n1, "%s: size changed from %zu to %zu", what, n0, n1);
+    ck_assert_msg(n0 == 0 || memcmp(before, after, n0) == 0, "%s: object modified by a failed open", what);
+    ck_assert_uint_eq(obj_mode(name), mode0);
+    free(before);
+    free(after);
+}
+
+START_TEST(test_foreign_garbage)
+{
+    /* Random bytes, exactly the segment size. */
+    const char *name = unique_name("garbage");
+    unsigned char *img = malloc(CB_SEGMENT_SIZE);
+    ck_assert_ptr_nonnull(img);
+    ck_assert_int_eq(getrandom(img, CB_SEGMENT_SIZE, 0), (ssize_t)CB_SEGMENT_SIZE);
+    uint64_t ready;
+    memcpy(&ready, img + OFF_READY, 8);
+    if (ready == 0 || (ready & CB_CLAIM_MASK) == CB_CLAIM_TAG) /* odds 2^-40: keep it garbage */
+        img[OFF_READY + 7] ^= 0x80;
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    assert_rejected(name, CB_ENOTCB, "random garbage");
+    shm_unlink(shm_name(name));
+
+    /* Random bytes, but a ready word that says READY. */
+    name = unique_name("garbage-ready");
+    ready = CB_READY;
+    memcpy(img + OFF_READY, &ready, 8);
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    assert_rejected(name, CB_ENOTCB, "random garbage, ready word READY");
+    shm_unlink(shm_name(name));
+
+    /* A text file of the segment size. */
+    name = unique_name("garbage-text");
+    for (size_t i = 0; i < CB_SEGMENT_SIZE; i++)
+        img[i] = (unsigned char)"not a circuit breaker\n"[i % 22];
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    assert_rejected(name, CB_ENOTCB, "text");
+    shm_unlink(shm_name(name));
+    free(img);
+
+    /* Zeros with a ready word that is neither 0, READY nor a claim. */
+    static const uint64_t odd_ready[] = {1, CB_READY ^ 1, CB_READY << 8, CB_CLAIM_TAG ^ (UINT64_C(1) << 63),
+                                         UINT64_MAX};
+    for (size_t i = 0; i < sizeof odd_ready / sizeof odd_ready[0]; i++) {
+        name = unique_name("odd-ready");
+        img = image(0, odd_ready[i]);
+        obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+        char what[64];
+        snprintf(what, sizeof what, "ready word 0x%016llx", (unsigned long long)odd_ready[i]);
+        assert_rejected(name, CB_ENOTCB, what);
+        shm_unlink(shm_name(name));
+        free(img);
+    }
+}
+END_TEST
+
+START_TEST(test_foreign_short)
+{
+    /* Shorter than the 32-byte frozen prefix: CB_ESIZE, never SIGBUS. */
+    static const size_t sizes[] = {1, 7, 24, 31};
+    unsigned char junk[32];
+    memset(junk, 0x5a, sizeof junk);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        const char *name = unique_name("short");
+        obj_create(name, junk, sizes[i], 0600);
+        char what[64];
+        snprintf(what, sizeof what, "%zu garbage bytes", sizes[i]);
+        assert_rejected(name, CB_ESIZE, what);
+        shm_unlink(shm_name(name));
+    }
+
+    /* Just the 32-byte prefix of a valid segment. */
+    const char *name = unique_name("prefix-only");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_PREFIX_SIZE);
+    assert_rejected(name, CB_ESIZE, "valid prefix only");
+    shm_unlink(shm_name(name));
+
+    /* A valid segment cut inside the prefix, before the ready word ends. */
+    name = unique_name("cut-prefix");
+    make_valid(name, NULL);
+    obj_truncate(name, OFF_READY + 4);
+    assert_rejected(name, CB_ESIZE, "valid segment cut to 28 bytes");
+    shm_unlink(shm_name(name));
+}
+END_TEST
+
+/* A valid segment with `len` bytes at `off` replaced: want; restored: fine. */
+static void assert_field_checked(const char *tag, size_t off, const void *val, size_t len, int want,
+                                 const char *what)
+{
+    const char *name = unique_name(tag);
+    make_valid(name, NULL);
+    size_t n;
+    unsigned char *orig = obj_read(name, &n);
+    ck_assert_uint_eq(n, CB_SEGMENT_SIZE);
+    ck_assert_msg(memcmp(orig + off, val, len) != 0, "%s: test value equals the original", what);
+    obj_pwrite(name, off, val, len);
+    assert_rejected(name, want, what);
+
+    /* Put the original bytes back: the segment is accepted again. */
+    obj_pwrite(name, off, orig + off, len);
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, NULL, &b);
+    ck_assert_msg(rc == CB_OPENED, "%s restored: cb_open = %d (%s)", what, rc, cb_strerror(rc));
+    cb_close(b);
+    free(orig);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+
+START_TEST(test_foreign_header_fields)
+{
+    uint64_t magic = __builtin_bswap64(CB_MAGIC);
+    assert_field_checked("magic-swapped", OFF_MAGIC, &magic, 8, CB_ENOTCB, "magic byte-swapped");
+    magic = CB_MAGIC ^ 1;
+    assert_field_checked("magic-bit", OFF_MAGIC, &magic, 8, CB_ENOTCB, "magic one bit off");
+    magic = 0;
+    assert_field_checked("magic-zero", OFF_MAGIC, &magic, 8, CB_ENOTCB, "magic zero");
+
+    uint32_t version = CB_LAYOUT_VERSION + 1;
+    assert_field_checked("version-next", OFF_VERSION, &version, 4, CB_EVERSION, "layout_version + 1");
+    version = 0;
+    assert_field_checked("version-zero", OFF_VERSION, &version, 4, CB_EVERSION, "layout_version 0");
+    version = __builtin_bswap32(CB_LAYOUT_VERSION);
+    assert_field_checked("version-swap", OFF_VERSION, &version, 4, CB_EVERSION, "layout_version swapped");
+
+    uint64_t size = CB_SEGMENT_SIZE + CB_LINE;
+    assert_field_checked("size-big", OFF_SIZE, &size, 8, CB_ESIZE, "size field + 128");
+    size = CB_SEGMENT_SIZE - CB_LINE;
+    assert_field_checked("size-small", OFF_SIZE, &size, 8, CB_ESIZE, "size field - 128");
+    size = 0;
+    assert_field_checked("size-zero", OFF_SIZE, &size, 8, CB_ESIZE, "size field 0");
+
+    /* Each constant the shape packs: line, stripes, ring, word size. */
+    for (unsigned byte = 0; byte < 4; byte++) {
+        uint32_t shape = CB_SHAPE ^ (UINT32_C(1) << (8 * byte + 1));
+        char what[64];
+        snprintf(what, sizeof what, "shape byte %u changed", byte);
+        assert_field_checked("shape", OFF_SHAPE, &shape, 4, CB_ELAYOUT, what);
+    }
+    uint32_t shape = 0;
+    assert_field_checked("shape-zero", OFF_SHAPE, &shape, 4, CB_ELAYOUT, "shape 0");
+
+    /* Fields are checked in prefix order: the first bad one is reported. */
+    struct {
+        uint32_t version, shape;
+    } vs = {CB_LAYOUT_VERSION + 1, 0};
+    assert_field_checked("version-shape", OFF_VERSION, &vs, 8, CB_EVERSION, "version and shape");
+    struct {
+        uint32_t shape;
+        uint64_t size;
+    } __attribute__((packed)) ss = {0, 1};
+    assert_field_checked("shape-size", OFF_SHAPE, &ss, 12, CB_ESIZE, "shape and size");
+}
+END_TEST
+
+START_TEST(test_foreign_resized)
+{
+    /* Truncated to half its size: CB_ESIZE, no SIGBUS (assert_rejected runs
+     * the opens in a child first). */
+    const char *name = unique_name("half");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_SEGMENT_SIZE / 2);
+    assert_rejected(name, CB_ESIZE, "truncated to half");
+    shm_unlink(shm_name(name));
+
+    /* One byte short; one page. */
+    name = unique_name("minus1");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_SEGMENT_SIZE - 1);
+    assert_rejected(name, CB_ESIZE, "one byte short");
+    shm_unlink(shm_name(name));
+
+    name = unique_name("page");
+    make_valid(name, NULL);
+    obj_truncate(name, 4096);
+    assert_rejected(name, CB_ESIZE, "truncated to 4096");
+    shm_unlink(shm_name(name));
+
+    /* Grown to double, and one byte. */
+    name = unique_name("double");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_SEGMENT_SIZE * 2);
+    assert_rejected(name, CB_ESIZE, "grown to double");
+    shm_unlink(shm_name(name));
+
+    name = unique_name("plus1");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_SEGMENT_SIZE + 1);
+    assert_rejected(name, CB_ESIZE, "one byte more");
+    shm_unlink(shm_name(name));
+
+    /* Grown to double with a size field to match: still not our size. */
+    name = unique_name("double-field");
+    make_valid(name, NULL);
+    obj_truncate(name, CB_SEGMENT_SIZE * 2);
+    uint64_t size = CB_SEGMENT_SIZE * 2;
+    obj_pwrite(name, OFF_SIZE, &size, 8);
+    assert_rejected(name, CB_ESIZE, "grown to double, size field agrees");
+    shm_unlink(shm_name(name));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Creator killed mid-initialization                                   */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_recover_size_zero)
+{
+    /* (a) shm_open(O_CREAT) and nothing else: the creator died at once. */
+    const char *name = unique_name("size0");
+    obj_create(name, NULL, 0, 0600);
+    ck_assert_uint_eq(obj_size(name), 0);
+
+    /* cb_attach never sizes or initializes it. */
+    cb_breaker *b = (cb_breaker *)&b;
+    uint64_t t0 = now_ms();
+    int rc = cb_attach(name, &b);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(rc < 0, "cb_attach of a size-0 object = %d", rc);
+    ck_assert_ptr_null(b);
+    ck_assert_uint_lt(took, INIT_WAIT_MS + 3000);
+    ck_assert_uint_eq(obj_size(name), 0);
+
+    cb_config cfg = {3, 60000, 0, 0};
+    t0 = now_ms();
+    rc = cb_open(name, &cfg, &b);
+    took = now_ms() - t0;
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s), want CB_CREATED", rc, cb_strerror(rc));
+    ck_assert_uint_lt(took, 1000);
+    ck_assert_uint_eq(obj_size(name), CB_SEGMENT_SIZE);
+    assert_fresh_and_working(name, b, 3);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+START_TEST(test_recover_unclaimed)
+{
+    /* (b) sized, but the ready word never claimed. */
+    const char *name = unique_name("unclaimed");
+    unsigned char *img = image(0, 0);
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    uint64_t t0 = now_ms();
+    int rc = cb_open(name, &cfg, &b);
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s), want CB_CREATED", rc, cb_strerror(rc));
+    ck_assert_uint_lt(now_ms() - t0, 1000);
+    assert_fresh_and_working(name, b, 2);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+START_TEST(test_recover_dead_claim)
+{
+    /* (c) claimed by a process that was killed and reaped. */
+    const char *name = unique_name("deadclaim");
+    pid_t dead = dead_pid();
+    unsigned char *img = image(0, CB_CLAIMED(dead));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    uint64_t t0 = now_ms();
+    int rc = cb_open(name, &cfg, &b);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s), want CB_CREATED", rc, cb_strerror(rc));
+    ck_assert_msg(took < 1000, "takeover took %llu ms", (unsigned long long)took);
+    assert_fresh_and_working(name, b, 2);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+
+    /* The dead creator got half-way: everything but the ready word is
+     * junk. The taker must not keep any of it. */
+    name = unique_name("deadclaim-junk");
+    dead = dead_pid();
+    img = image(0xa5, CB_CLAIMED(dead));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    t0 = now_ms();
+    rc = cb_open(name, &cfg, &b);
+    took = now_ms() - t0;
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s), want CB_CREATED", rc, cb_strerror(rc));
+    ck_assert_msg(took < 1000, "takeover took %llu ms", (unsigned long long)took);
+    assert_fresh_and_working(name, b, 2);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+START_TEST(test_recover_zombie_claim)
+{
+    /* (e) the holder is dead but not reaped: a zombie answers kill(pid, 0)
+     * yet will never finish. */
+    const char *name = unique_name("zombie");
+    pid_t pid = tl_spawn(sleeper, NULL);
+    ck_assert_int_eq(kill(pid, SIGKILL), 0);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    ck_assert_int_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+    ck_assert_int_eq(si.si_pid, pid);
+    ck_assert_int_eq(kill(pid, 0), 0); /* still there, as a zombie */
+
+    unsigned char *img = image(0, CB_CLAIMED(pid));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    uint64_t t0 = now_ms();
+    int rc = cb_open(name, &cfg, &b);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(rc == CB_CREATED, "cb_open = %d (%s), want CB_CREATED", rc, cb_strerror(rc));
+    ck_assert_msg(took < 1000, "takeover from a zombie took %llu ms", (unsigned long long)took);
+    assert_fresh_and_working(name, b, 2);
+    cb_close(b);
+
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+START_TEST(test_recover_live_claim_busy)
+{
+    /* (d) the holder lives: wait CB_INIT_WAIT_MS, then CB_EBUSY. */
+    const char *name = unique_name("liveclaim");
+    pid_t holder = tl_spawn(sleeper, NULL);
+    unsigned char *img = image(0, CB_CLAIMED(holder));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = (cb_breaker *)&b;
+    uint64_t t0 = now_ms();
+    int rc = cb_open(name, &cfg, &b);
+    uint64_t took = now_ms() - t0;
+    ck_assert_msg(rc == CB_EBUSY, "cb_open = %d (%s), want CB_EBUSY", rc, cb_strerror(rc));
+    ck_assert_ptr_null(b);
+    ck_assert_msg(took >= INIT_WAIT_MS - 100 && took < INIT_WAIT_MS + 2000, "CB_EBUSY after %llu ms",
+                  (unsigned long long)took);
+
+    b = (cb_breaker *)&b;
+    t0 = now_ms();
+    rc = cb_attach(name, &b);
+    took = now_ms() - t0;
+    ck_assert_msg(rc == CB_EBUSY, "cb_attach = %d (%s), want CB_EBUSY", rc, cb_strerror(rc));
+    ck_assert_ptr_null(b);
+    ck_assert_msg(took >= INIT_WAIT_MS - 100 && took < INIT_WAIT_MS + 2000, "CB_EBUSY after %llu ms",
+                  (unsigned long long)took);
+
+    /* Nothing was touched while waiting. */
+    size_t n;
+    unsigned char *after = obj_read(name, &n);
+    ck_assert_uint_eq(n, CB_SEGMENT_SIZE);
+    ck_assert(memcmp(img, after, n) == 0);
+    free(after);
+
+    /* Once the holder is dead and reaped the name is taken over. */
+    kill_and_reap(holder);
+    t0 = now_ms();
+    rc = cb_open(name, &cfg, &b);
+    took = now_ms() - t0;
+    ck_assert_msg(rc == CB_CREATED, "cb_open after the holder died = %d (%s)", rc, cb_strerror(rc));
+    ck_assert_uint_lt(took, 1000);
+    assert_fresh_and_working(name, b, 2);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+struct timed_open_arg {
+    const char *name;
+    int want;
+    uint64_t min_ms, max_ms;
+};
+
+/* In a child: cb_open gives want within [min_ms, max_ms]. */
+static int timed_open(void *argp)
+{
+    const struct timed_open_arg *arg = argp;
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    uint64_t t0 = now_ms();
+    int rc = cb_open(arg->name, &cfg, &b);
+    uint64_t took = now_ms() - t0;
+    if (rc != arg->want) {
+        fprintf(stderr, "timed_open: cb_open(%s) = %d (%s), want %d\n", arg->name, rc, cb_strerror(rc), arg->want);
+        return 1;
+    }
+    if (took < arg->min_ms || took > arg->max_ms) {
+        fprintf(stderr, "timed_open: took %llu ms, want %llu..%llu\n", (unsigned long long)took,
+                (unsigned long long)arg->min_ms, (unsigned long long)arg->max_ms);
+        return 2;
+    }
+    if (rc >= 0)
+        cb_close(b);
+    return 0;
+}
+
+START_TEST(test_recover_claim_by_parent)
+{
+    /* The claim is the test process's own pid; a forked child opening the
+     * name sees its live parent as the creator. */
+    const char *name = unique_name("parentclaim");
+    unsigned char *img = image(0, CB_CLAIMED(getpid()));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    struct timed_open_arg arg = {name, CB_EBUSY, INIT_WAIT_MS - 100, INIT_WAIT_MS + 2000};
+    tl_wait_ok(tl_spawn(timed_open, &arg));
+    size_t n;
+    unsigned char *after = obj_read(name, &n);
+    ck_assert_uint_eq(n, CB_SEGMENT_SIZE);
+    ck_assert(memcmp(img, after, n) == 0);
+    free(after);
+    free(img);
+    shm_unlink(shm_name(name));
+}
+END_TEST
+
+START_TEST(test_recover_holder_dies_while_waiting)
+{
+    /* A waiter notices the holder's death during its wait and takes over. */
+    const char *name = unique_name("diewait");
+    pid_t holder = tl_spawn(sleeper, NULL);
+    unsigned char *img = image(0, CB_CLAIMED(holder));
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+    struct timed_open_arg arg = {name, CB_CREATED, 200, INIT_WAIT_MS - 200};
+    pid_t opener = tl_spawn(timed_open, &arg);
+    tl_sleep_ms(400);
+    kill_and_reap(holder);
+    tl_wait_ok(opener);
+
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_attach(name, &b), CB_OPENED);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.config.failure_threshold, 2);
+    cb_close(b);
+    assert_initialized_prefix(name);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+START_TEST(test_recover_creator_finishes_while_waiting)
+{
+    /* A live creator publishes READY while we wait: we attach (CB_OPENED),
+     * we do not initialize again. */
+    const char *tmpl = unique_name("template");
+    cb_config cfg = {2, 60000, 0, 0};
+    make_valid(tmpl, &cfg);
+    size_t n;
+    unsigned char *img = obj_read(tmpl, &n);
+    ck_assert_uint_eq(n, CB_SEGMENT_SIZE);
+    ck_assert_int_eq(cb_unlink(tmpl), 0);
+
+    const char *name = unique_name("finishwait");
+    pid_t holder = tl_spawn(sleeper, NULL);
+    uint64_t claimed = CB_CLAIMED(holder);
+    memcpy(img + OFF_READY, &claimed, 8);
+    obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+
+    struct timed_open_arg arg = {name, CB_OPENED, 200, INIT_WAIT_MS - 200};
+    pid_t opener = tl_spawn(timed_open, &arg);
+    tl_sleep_ms(400);
+    int fd = shm_open(shm_name(name), O_RDWR, 0);
+    ck_assert_int_ge(fd, 0);
+    struct cb_segment *seg = mmap(NULL, CB_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert_ptr_ne(seg, MAP_FAILED);
+    close(fd);
+    atomic_store_explicit(&seg->ready, CB_READY, memory_order_release);
+    munmap(seg, CB_SEGMENT_SIZE);
+    tl_wait_ok(opener);
+    kill_and_reap(holder);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    free(img);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Many processes create one name at once                              */
+/* ------------------------------------------------------------------ */
+
+struct race {
+    struct tl_barrier *barrier;
+    const char *name;
+    _Atomic int rc[RACERS];
+};
+
+struct racer {
+    struct race *race;
+    int idx;
+};
+
+static int racer(void *argp)
+{
+    const struct racer *arg = argp;
+    struct race *race = arg->race;
+    cb_config cfg = {1000, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    tl_barrier_wait(race->barrier);
+    int rc = cb_open(race->name, &cfg, &b);
+    atomic_store(&race->rc[arg->idx], rc);
+    if (rc < 0) {
+        fprintf(stderr, "racer %d: cb_open = %d (%s)\n", arg->idx, rc, cb_strerror(rc));
+        return 1;
+    }
+    cb_permit p;
+    if (cb_acquire(b, &p) != CB_ALLOWED)
+        return 2;
+    cb_failure(b, &p);
+    cb_close(b);
+    return 0;
+}
+
+/* RACERS processes open name at once: one creates, all share it. */
+static void race_once(const char *name, int round, mode_t want_mode)
+{
+    struct race *race = tl_shared(sizeof *race);
+    race->barrier = tl_barrier_new(RACERS);
+    race->name = name;
+    for (int i = 0; i < RACERS; i++)
+        atomic_store(&race->rc[i], INT_MIN);
+
+    struct racer args[RACERS];
+    pid_t pids[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        args[i].race = race;
+        args[i].idx = i;
+        pids[i] = tl_spawn(racer, &args[i]);
+    }
+    for (int i = 0; i < RACERS; i++)
+        tl_wait_ok(pids[i]);
+
+    int created = 0, opened = 0;
+    for (int i = 0; i < RACERS; i++) {
+        int rc = atomic_load(&race->rc[i]);
+        if (rc == CB_CREATED)
+            created++;
+        else if (rc == CB_OPENED)
+            opened++;
+        else
+            ck_abort_msg("round %d, racer %d: cb_open = %d (%s)", round, i, rc, cb_strerror(rc));
+    }
+    ck_assert_msg(created == 1, "round %d: %d racers got CB_CREATED", round, created);
+    ck_assert_int_eq(opened, RACERS - 1);
+
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_attach(name, &b), CB_OPENED);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_msg(info.failures == RACERS, "round %d: failure count %u, want %d", round, info.failures, RACERS);
+    ck_assert_uint_eq(info.counters.failures, RACERS);
+    ck_assert_uint_eq(info.counters.allowed, RACERS);
+    ck_assert_uint_eq(info.config.failure_threshold, 1000);
+    ck_assert_uint_eq(obj_mode(name), want_mode);
+    cb_close(b);
+    assert_initialized_prefix(name);
+    ck_assert_int_eq(cb_unlink(name), 0);
+
+    munmap(race->barrier, sizeof *race->barrier);
+    munmap(race, sizeof *race);
+}
+
+START_TEST(test_race_fresh_name)
+{
+    for (int round = 0; round < RACE_ROUNDS; round++)
+        race_once(unique_name("race"), round, 0600);
+}
+END_TEST
+
+START_TEST(test_race_size_zero)
+{
+    for (int round = 0; round < 5; round++) {
+        const char *name = unique_name("race-size0");
+        obj_create(name, NULL, 0, 0640);
+        race_once(name, round, 0640);
+    }
+}
+END_TEST
+
+START_TEST(test_race_dead_claim)
+{
+    for (int round = 0; round < 5; round++) {
+        const char *name = unique_name("race-dead");
+        unsigned char *img = image(0x5a, CB_CLAIMED(dead_pid()));
+        obj_create(name, img, CB_SEGMENT_SIZE, 0600);
+        free(img);
+        race_once(name, round, 0600);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Config on reopen                                                    */
+/* ------------------------------------------------------------------ */
+
+static void assert_config(cb_breaker *b, uint32_t threshold, uint32_t reset, uint32_t probe)
+{
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.config.failure_threshold, threshold);
+    ck_assert_uint_eq(info.config.reset_timeout_ms, reset);
+    ck_assert_uint_eq(info.config.probe_timeout_ms, probe);
+}
+
+START_TEST(test_config_reopen)
+{
+    const char *name = unique_name("config");
+    cb_config c1 = {5, 1000, 500, 0};
+    cb_breaker *first = NULL, *b = NULL;
+    ck_assert_int_eq(cb_open(name, &c1, &first), CB_CREATED);
+    assert_config(first, 5, 1000, 500);
+
+    ck_assert_int_eq(cb_open(name, &c1, &b), CB_OPENED);
+    cb_close(b);
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_OPENED); /* NULL: keep */
+    assert_config(b, 5, 1000, 500);
+    cb_close(b);
+
+    cb_config c2 = {7, 1000, 500, 0};
+    ck_assert_int_eq(cb_open(name, &c2, &b), CB_CONFIG_UPDATED);
+    assert_config(b, 7, 1000, 500);
+    assert_config(first, 7, 1000, 500); /* one stored config */
+    cb_close(b);
+    ck_assert_int_eq(cb_open(name, &c2, &b), CB_OPENED);
+    cb_close(b);
+
+    /* A mode is not part of the stored config. */
+    cb_config c2m = {7, 1000, 500, 0640};
+    ck_assert_int_eq(cb_open(name, &c2m, &b), CB_OPENED);
+    cb_close(b);
+
+    /* Each timeout on its own counts. */
+    cb_config c3 = {7, 1000, 800, 0};
+    ck_assert_int_eq(cb_open(name, &c3, &b), CB_CONFIG_UPDATED);
+    assert_config(first, 7, 1000, 800);
+    cb_close(b);
+    cb_config c4 = {7, 2000, 0, 0}; /* probe 0: follows reset */
+    ck_assert_int_eq(cb_open(name, &c4, &b), CB_CONFIG_UPDATED);
+    assert_config(first, 7, 2000, 2000);
+    cb_close(b);
+    ck_assert_int_eq(cb_open(name, &c4, &b), CB_OPENED);
+    cb_close(b);
+
+    /* All zeros means the defaults, which differ from what is stored. */
+    cb_config zero = {0, 0, 0, 0};
+    ck_assert_int_eq(cb_open(name, &zero, &b), CB_CONFIG_UPDATED);
+    assert_config(first, CB_DEFAULT_FAILURE_THRESHOLD, CB_DEFAULT_RESET_TIMEOUT_MS, CB_DEFAULT_RESET_TIMEOUT_MS);
+    cb_close(b);
+    ck_assert_int_eq(cb_open(name, &zero, &b), CB_OPENED);
+    cb_close(b);
+
+    /* cb_attach never changes it. */
+    ck_assert_int_eq(cb_attach(name, &b), CB_OPENED);
+    cb_close(b);
+
+    /* The new threshold is the one that trips. */
+    cb_config c5 = {2, 60000, 0, 0};
+    ck_assert_int_eq(cb_open(name, &c5, &b), CB_CONFIG_UPDATED);
+    cb_close(b);
+    for (int i = 0; i < 2; i++) {
+        cb_permit p;
+        ck_assert_int_eq(cb_acquire(first, &p), CB_ALLOWED);
+        cb_failure(first, &p);
+    }
+    ck_assert_int_eq(cb_get_state(first), CB_OPEN);
+    cb_close(first);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* The circuit outlives its processes                                  */
+/* ------------------------------------------------------------------ */
+
+static int trip_and_exit(void *name)
+{
+    cb_config cfg = {3, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, &cfg, &b);
+    if (rc != CB_CREATED) {
+        fprintf(stderr, "trip_and_exit: cb_open = %d (%s)\n", rc, cb_strerror(rc));
+        return 1;
+    }
+    if (cb_trip(b) != 0 || cb_get_state(b) != CB_OPEN)
+        return 2;
+    cb_close(b);
+    return 0;
+}
+
+START_TEST(test_state_survives_processes)
+{
+    const char *name = unique_name("outlive");
+    pid_t child = tl_spawn(trip_and_exit, (void *)name);
+    tl_wait_ok(child);
+
+    /* No process has it mapped any more. */
+    cb_config cfg = {3, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_OPENED);
+    ck_assert_int_eq(cb_get_state(b), CB_OPEN);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_int_eq(info.state, CB_OPEN);
+    ck_assert_uint_eq(info.counters.trips, 1);
+    ck_assert_uint_ge(info.history_len, 1);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_TRIP);
+    ck_assert_int_eq(info.history[0].to, CB_OPEN);
+    ck_assert_int_eq(info.history[0].pid, child);
+    cb_permit p;
+    ck_assert_int_eq(cb_acquire(b, &p), CB_REJECTED);
+    cb_close(b);
+
+    /* And by attach, from yet another process's view. */
+    ck_assert_int_eq(cb_attach(name, &b), CB_OPENED);
+    ck_assert_int_eq(cb_get_state(b), CB_OPEN);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* cb_strerror and cb_version                                          */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_strerror)
+{
+    const char *unknown = cb_strerror(CB_ERROR_BASE - 1000);
+    ck_assert_ptr_nonnull(unknown);
+    ck_assert_str_eq(unknown, "unknown error");
+
+    /* Every library code, CB_ERROR_BASE - 1 down to CB_ELAST. */
+    const char *msgs[16];
+    int count = 0;
+    for (int code = CB_ERROR_BASE - 1; code >= CB_ELAST; code--) {
+        ck_assert_int_lt(count, 16);
+        const char *m = cb_strerror(code);
+        ck_assert_msg(m != NULL, "cb_strerror(%d) is NULL", code);
+        ck_assert_msg(m[0] != '\0', "cb_strerror(%d) is empty", code);
+        ck_assert_msg(strcmp(m, "unknown error") != 0, "cb_strerror(%d) is unknown", code);
+        for (int i = 0; i < count; i++)
+            ck_assert_msg(strcmp(m, msgs[i]) != 0, "cb_strerror(%d) repeats \"%s\"", code, m);
+        msgs[count++] = m;
+    }
+    ck_assert_int_eq(count, 7);
+    static const int named[] = {CB_ENAME, CB_ENOTCB, CB_EVERSION, CB_ESIZE, CB_ELAYOUT, CB_EBUSY, CB_ECORRUPT};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+        ck_assert_str_eq(cb_strerror(named[i]), msgs[i]);
+
+    /* System errors: the system's text. */
+    static const int sys[] = {ENOENT, EACCES, EINVAL, ENOMEM, EMFILE, ENOSPC, EAGAIN};
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+        const char *m = cb_strerror(-sys[i]);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_str_eq(m, strerror(sys[i]));
+        for (int j = 0; j < count; j++)
+            ck_assert_str_ne(m, msgs[j]);
+    }
+
+    /* Anything else. */
+    static const int other[] = {CB_ERROR_BASE, CB_ELAST - 1, CB_ERROR_BASE - 1000, CB_ERROR_BASE + 1,
+                                -4095, INT_MIN, INT_MIN + 1, 1, 42, CB_CREATED + 1000, INT_MAX};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        const char *m = cb_strerror(other[i]);
+        ck_assert_msg(m != NULL, "cb_strerror(%d) is NULL", other[i]);
+        ck_assert_msg(strcmp(m, "unknown error") == 0, "cb_strerror(%d) = \"%s\"", other[i], m);
+    }
+    ck_assert_ptr_nonnull(cb_strerror(0));
+}
+END_TEST
+
+START_TEST(test_version)
+{
+    ck_assert_ptr_nonnull(cb_version());
+    ck_assert_str_eq(cb_version(), CB_VERSION_STRING);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", CB_VERSION_MAJOR, CB_VERSION_MINOR, CB_VERSION_PATCH);
+    ck_assert_str_eq(cb_version(), want);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *segment_suite(void)
+{
+    Suite *s = suite_create("segment");
+    TCase *tc;
+
+    tc = tcase_create("names");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_name_null_and_empty);
+    tcase_add_test(tc, test_name_length);
+    tcase_add_test(tc, test_name_bad_chars);
+    tcase_add_test(tc, test_name_good_chars);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifecycle");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_created_then_opened);
+    tcase_add_test(tc, test_defaults_on_create);
+    tcase_add_test(tc, test_attach_missing);
+    tcase_add_test(tc, test_unlink);
+    tcase_add_test(tc, test_handle_survives_unlink);
+    tcase_add_test(tc, test_state_survives_processes);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("mode");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_mode_default);
+    tcase_add_test(tc, test_mode_explicit);
+    tcase_add_test(tc, test_mode_invalid);
+    tcase_add_test(tc, test_permission_denied);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("foreign");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_foreign_garbage);
+    tcase_add_test(tc, test_foreign_short);
+    tcase_add_test(tc, test_foreign_header_fields);
+    tcase_add_test(tc, test_foreign_resized);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("recovery");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_recover_size_zero);
+    tcase_add_test(tc, test_recover_unclaimed);
+    tcase_add_test(tc, test_recover_dead_claim);
+    tcase_add_test(tc, test_recover_zombie_claim);
+    tcase_add_test(tc, test_recover_live_claim_busy);
+    tcase_add_test(tc, test_recover_claim_by_parent);
+    tcase_add_test(tc, test_recover_holder_dies_while_waiting);
+    tcase_add_test(tc, test_recover_creator_finishes_while_waiting);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("race");
+    tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_race_fresh_name);
+    tcase_add_test(tc, test_race_size_zero);
+    tcase_add_test(tc, test_race_dead_claim);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("config");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_config_reopen);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("strerror");
+    tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, NULL, forget_all);
+    tcase_add_test(tc, test_strerror);
+    tcase_add_test(tc, test_version);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int main(void)
+{
+    registry = mmap(NULL, sizeof *registry, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (registry == MAP_FAILED) {
+        perror("mmap");
+        return 2;
+    }
+    SRunner *sr = srunner_create(segment_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

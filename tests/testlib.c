@@ -1,0 +1,93 @@
+/*
+ * testlib.c - helpers shared by the test programs (see testlib.h).
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+const char *tl_unique_name(const char *tag)
+{
+    static char names[64][96];
+    static unsigned next;
+    char *name = names[next++ % 64];
+    snprintf(name, sizeof names[0], "test.%s.%d.%u", tag, (int)getpid(), next);
+    cb_unlink(name);
+    return name;
+}
+
+void *tl_shared(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    return p;
+}
+
+struct tl_clock *tl_clock_new(uint64_t start_ms)
+{
+    struct tl_clock *c = tl_shared(sizeof *c);
+    atomic_store(&c->now_ms, start_ms);
+    return c;
+}
+
+uint64_t tl_clock_read(void *clock)
+{
+    return atomic_load(&((struct tl_clock *)clock)->now_ms);
+}
+
+void tl_clock_advance(struct tl_clock *clock, uint64_t ms)
+{
+    atomic_fetch_add(&clock->now_ms, ms);
+}
+
+cb_breaker *tl_open_clocked(const char *name, const cb_config *cfg, struct tl_clock *clock)
+{
+    cb_breaker *b = NULL;
+    int rc = cb_open(name, cfg, &b);
+    ck_assert_msg(rc >= 0, "cb_open(%s): %s", name, cb_strerror(rc));
+    cb_set_clock(b, tl_clock_read, clock);
+    return b;
+}
+
+struct tl_barrier *tl_barrier_new(unsigned parties)
+{
+    struct tl_barrier *b = tl_shared(sizeof *b);
+    b->parties = parties;
+    return b;
+}
+
+void tl_barrier_wait(struct tl_barrier *barrier)
+{
+    atomic_fetch_add(&barrier->arrived, 1);
+    while (atomic_load(&barrier->arrived) < barrier->parties)
+        sched_yield();
+}
+
+pid_t tl_spawn(int (*fn)(void *arg), void *arg)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(fn(arg));
+    return pid;
+}
+
+void tl_wait_ok(pid_t pid)
+{
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "child %d did not exit normally (status 0x%x)", (int)pid, status);
+    ck_assert_msg(WEXITSTATUS(status) == 0, "child %d exited with %d", (int)pid, WEXITSTATUS(status));
+}
+
+void tl_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
