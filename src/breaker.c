@@ -88,8 +88,12 @@ static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permi
                                                          uint64_t w, unsigned stripe)
 {
     struct cb_segment *seg = b->seg;
-    uint64_t now = cb_clock_now(b);
     for (;;) {
+        /* Read the clock after the word: a time stamp in w is never newer
+         * than now. (With a reading from before a failed CAS, the new
+         * word's stamp could be, and a wrapped elapsed time would grant a
+         * second probe.) */
+        uint64_t now = cb_clock_now(b);
         int reason;
         switch (sw_state(w)) {
         case CB_CLOSED:

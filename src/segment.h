@@ -62,7 +62,7 @@ enum cb_counter {
     CB_C_COUNT
 };
 
-/* owner: pid << 32 | tid of the thread that claimed it, 0 if free. */
+/* owner: the thread that claimed it (stripes.c), 0 if free. */
 struct cb_stripe {
     _Atomic uint64_t owner;
     _Atomic uint64_t count[CB_C_COUNT];

@@ -15,7 +15,8 @@
  * circuit moved on since its permit was issued; 22 bits wrap after 4M
  * transitions, so a permit held across exactly a multiple of 4M
  * transitions would be taken as current: accepted. 40 bits of ms last 34
- * years of uptime; time differences are taken modulo 2^40.
+ * years of uptime; time differences are taken modulo 2^40, and a stamp
+ * ahead of the reader's clock counts as no time elapsed.
  */
 #ifndef CB_STATE_WORD_H
 #define CB_STATE_WORD_H
@@ -46,10 +47,13 @@ static inline uint64_t sw_next(uint64_t w, unsigned state, uint64_t payload)
     return sw_make(state, sw_gen(w) + 1u, payload);
 }
 
-/* Milliseconds from then to now on the 40-bit clock. */
+/* Milliseconds from then to now on the 40-bit clock. A stamp ahead of
+ * now (by less than half the clock's range) has not elapsed at all: better
+ * a late probe than a second one. */
 static inline uint64_t sw_elapsed(uint64_t now, uint64_t then)
 {
-    return (now - then) & CB_PAYLOAD_MASK;
+    uint64_t d = (now - then) & CB_PAYLOAD_MASK;
+    return d < CB_PAYLOAD_MASK / 2 ? d : 0;
 }
 
 /* A lease start never equals CB_SLOT_FREE. */

@@ -2,14 +2,18 @@
  * stripes.c - claiming a counter stripe per thread and segment, and
  * summing the stripes.
  *
- * A stripe's owner word holds pid << 32 | tid of the thread that claimed
- * it, or 0. A thread claims a stripe with one CAS (0 -> itself), or takes
- * over the stripe of a thread that no longer exists (tgkill(pid, tid, 0)
- * fails with ESRCH) with one CAS from that owner; the CAS makes the claim
- * exclusive, so only the owner ever writes the stripe's counters, and the
- * counts a dead owner left are kept and continued. Claims are never given
- * back (a thread cannot know the segment is still mapped when it exits);
- * a thread that opens the same circuit again finds its own claim first.
+ * A stripe's owner word holds nonce << 44 | pid << 22 | tid of the thread
+ * that claimed it, or 0 (Linux pids and tids stay below 2^22). A thread
+ * claims a stripe with one CAS (0 -> itself), or takes over the stripe of
+ * a thread that no longer exists (tgkill(pid, tid, 0) fails with ESRCH)
+ * with one CAS from that owner; the CAS makes the claim exclusive, so only
+ * the owner ever writes the stripe's counters, and the counts a dead owner
+ * left are kept and continued. Claims are never given back (a thread
+ * cannot know the segment is still mapped when it exits); a thread that
+ * opens the same circuit again finds its own claim first. The nonce is
+ * random per process, so a process that inherits a recycled pid and tid
+ * never mistakes a dead thread's claim for its own; it only keeps that
+ * claim from being taken over while it lives.
  *
  * Each thread caches its claims in thread-local storage, most recent in
  * front (one compare on the hot path), keyed by mapping address and the
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,11 +44,13 @@ __thread uint32_t cb_tls_front_instance __attribute__((tls_model("initial-exec")
 __thread unsigned cb_tls_front_stripe __attribute__((tls_model("initial-exec")));
 static __thread struct claim tls_older[CB_CLAIM_CACHE - 1] __attribute__((tls_model("initial-exec")));
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t process_nonce; /* 0: not drawn yet */
 
 static void forget_claims_in_child(void)
 {
     cb_tls_front_seg = NULL;
     memset(tls_older, 0, sizeof tls_older);
+    atomic_store_explicit(&process_nonce, 0, memory_order_relaxed);
 }
 
 static void register_atfork(void)
@@ -51,14 +58,35 @@ static void register_atfork(void)
     pthread_atfork(NULL, NULL, forget_claims_in_child);
 }
 
+#define ID_BITS 22u
+#define ID_MASK ((UINT64_C(1) << ID_BITS) - 1u)
+
+static uint64_t nonce(void)
+{
+    uint64_t n = atomic_load_explicit(&process_nonce, memory_order_relaxed);
+    if (n == 0) {
+        uint32_t r;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint32_t)(uintptr_t)&r ^ (uint32_t)getpid() * 2654435761u;
+        n = (r & 0xfffffu) | 1u; /* 20 bits */
+        uint64_t none = 0; /* threads racing here all end with one nonce */
+        if (!atomic_compare_exchange_strong_explicit(&process_nonce, &none, n, memory_order_relaxed,
+                                                     memory_order_relaxed))
+            n = none;
+    }
+    return n;
+}
+
 static uint64_t this_thread(void)
 {
-    return (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)syscall(SYS_gettid);
+    return nonce() << (2 * ID_BITS) | ((uint64_t)getpid() & ID_MASK) << ID_BITS |
+           ((uint64_t)syscall(SYS_gettid) & ID_MASK);
 }
 
 static int thread_is_gone(uint64_t owner)
 {
-    return syscall(SYS_tgkill, (pid_t)(owner >> 32), (pid_t)(uint32_t)owner, 0) == -1 && errno == ESRCH;
+    pid_t pid = (pid_t)((owner >> ID_BITS) & ID_MASK), tid = (pid_t)(owner & ID_MASK);
+    return syscall(SYS_tgkill, pid, tid, 0) == -1 && errno == ESRCH;
 }
 
 static int take(struct cb_segment *seg, unsigned s, uint64_t from, uint64_t me)
