@@ -34,6 +34,9 @@
  *  - A permit is a value: report it once. A permit from an older state of
  *    the circuit (the circuit moved on while the call ran) changes nothing
  *    and is counted as a late report.
+ *  - A creator that dies while creating a segment is detected with
+ *    kill(pid, 0); processes sharing a circuit should share the pid
+ *    namespace, or a dead creator's claim can look alive (CB_EBUSY).
  *  - Truncating a segment (ftruncate on /dev/shm/cbreaker.NAME) while
  *    processes have it mapped makes their next access fault; nothing in the
  *    library does that, and cb_unlink only removes the name.
@@ -76,7 +79,7 @@ enum {
     CB_EVERSION = CB_ERROR_BASE - 3,  /* segment of another layout version  */
     CB_ESIZE = CB_ERROR_BASE - 4,     /* segment truncated or grown         */
     CB_ELAYOUT = CB_ERROR_BASE - 5,   /* segment shaped by other constants  */
-    CB_EBUSY = CB_ERROR_BASE - 6,     /* a live process is still creating it */
+    CB_EBUSY = CB_ERROR_BASE - 6,     /* segment not initialized yet        */
     CB_ECORRUPT = CB_ERROR_BASE - 7,  /* state word holds an impossible value */
     CB_ELAST = CB_ECORRUPT
 };
@@ -198,13 +201,16 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  *   CB_ESIZE     segment size is not what its header says (truncated/grown)
  *   CB_ELAYOUT   segment shaped by other constants (stripes, ring, word)
  *   CB_EBUSY     a live process started creating it and has not finished
+ *                within 2 s (a creator that died is taken over instead)
  *   -ENOMEM, -EMFILE, -ENOSPC, ...  from shm_open, ftruncate or mmap
  */
 CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
 
 /**
- * Like cb_open(cfg NULL) but never creates: -ENOENT if NAME does not
- * exist. Errors as cb_open(). For tools that inspect or control circuits.
+ * Like cb_open(cfg NULL) but never creates nor repairs: -ENOENT if NAME
+ * does not exist, and CB_EBUSY after 2 s if it is not initialized yet
+ * (even when its creator died: the next cb_open finishes it). Other
+ * errors as cb_open(). For tools that inspect or control circuits.
  */
 CB_EXPORT int cb_attach(const char *name, cb_breaker **out);
 

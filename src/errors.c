@@ -21,7 +21,7 @@ const char *cb_strerror(int err)
     case CB_ELAYOUT:
         return "segment is shaped by other constants (line, stripes, ring or word size)";
     case CB_EBUSY:
-        return "segment is still being created by a live process";
+        return "segment is not initialized yet (a live process is still creating it)";
     case CB_ECORRUPT:
         return "segment state word holds an impossible state (reset repairs it)";
     }
