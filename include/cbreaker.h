@@ -214,6 +214,14 @@ CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
  */
 CB_EXPORT int cb_attach(const char *name, cb_breaker **out);
 
+/**
+ * A circuit of this process alone, in private memory: after fork() each
+ * child has its own copy, as with a per-worker breaker library. For
+ * comparisons (demo, benchmark); name only labels its events. Returns
+ * CB_CREATED, or -EINVAL (out NULL, bad mode), CB_ENAME, -ENOMEM.
+ */
+CB_EXPORT int cb_open_private(const char *name, const cb_config *cfg, cb_breaker **out);
+
 /** Unmap and free the handle. The circuit stays. NULL is ignored. */
 CB_EXPORT void cb_close(cb_breaker *b);
 
@@ -260,6 +268,31 @@ CB_EXPORT cb_state cb_get_state(cb_breaker *b);
  * of *out is still filled; cb_reset() repairs it).
  */
 CB_EXPORT int cb_get_info(cb_breaker *b, cb_info *out);
+
+/**
+ * Snapshot circuit NAME through a read-only mapping, without a handle: a
+ * user with read permission only can inspect it. Never creates, repairs or
+ * waits. Returns 0 (or CB_ECORRUPT, *out still filled), or
+ *   -EINVAL (out NULL), CB_ENAME, -ENOENT, -EACCES,
+ *   CB_ENOTCB, CB_EVERSION, CB_ESIZE, CB_ELAYOUT as cb_open(),
+ *   CB_EBUSY     the segment is not initialized yet
+ */
+CB_EXPORT int cb_inspect(const char *name, cb_info *out);
+
+/*
+ * Called by cb_list() for one object: info is the snapshot when err is 0
+ * or CB_ECORRUPT, NULL otherwise (err says why the object is not a valid
+ * circuit, as cb_inspect() would). Return non-zero to stop the listing.
+ */
+typedef int (*cb_list_fn)(const char *name, const cb_info *info, int err, void *ctx);
+
+/**
+ * Call fn for every /dev/shm/cbreaker.* object on the host, in name
+ * order, valid or not: a broken object is reported, never skipped, and
+ * does not stop the listing. Returns 0, the non-zero value fn returned,
+ * -EINVAL (fn NULL), -ENOMEM, or -errno if /dev/shm cannot be read.
+ */
+CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);
 
 /**
  * Operator controls. cb_reset: force CLOSED, count 0, probe slot freed.

@@ -26,6 +26,9 @@ struct cb_breaker {
     char name[CB_NAME_MAX + 1];
 };
 
+/* Point b at a mapped, ready segment, with the default clock. */
+void cb_handle_fill(cb_breaker *b, struct cb_segment *seg, const char *name, uint32_t mode);
+
 /* Monotonic ms from the handle's clock. */
 uint64_t cb_clock_now(const cb_breaker *b);
 /* Resolution of the default clock in ms, rounded up. */

@@ -64,7 +64,7 @@ void cb_shm_path(char out[CB_SHM_PATH_MAX], const char *name)
     snprintf(out, CB_SHM_PATH_MAX, "%s%s", CB_SHM_PREFIX, name);
 }
 
-static int resolve_config(const cb_config *in, cb_config *out)
+int cb_resolve_config(const cb_config *in, cb_config *out)
 {
     static const cb_config none;
     if (!in)
@@ -124,7 +124,7 @@ void cb_store_config(struct cb_segment *seg, const cb_config *cfg)
 }
 
 /* We hold the claim: nobody else reads past the prefix until READY. */
-static void initialize(struct cb_segment *seg, const cb_config *cfg)
+void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
 {
     memset((char *)seg + CB_PREFIX_SIZE, 0, CB_SEGMENT_SIZE - CB_PREFIX_SIZE);
     seg->magic = CB_MAGIC;
@@ -164,8 +164,44 @@ static int claim_and_initialize(struct cb_segment *seg, uint64_t seen, const cb_
     if (!atomic_compare_exchange_strong_explicit(&seg->ready, &seen, CB_CLAIMED(getpid()),
                                                  memory_order_acquire, memory_order_relaxed))
         return 0;
-    initialize(seg, cfg);
+    cb_segment_init(seg, cfg);
     return 1;
+}
+
+int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_seen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0)
+        return CB_LOOK_UNSIZED;
+    if (size < CB_PREFIX_SIZE)
+        return CB_ESIZE;
+    /* Never map (or touch) past the object's end: no SIGBUS. */
+    size_t len = size < CB_SEGMENT_SIZE ? (size_t)size : (size_t)CB_SEGMENT_SIZE;
+    int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void *map = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    struct cb_segment *seg = map;
+    uint64_t ready = atomic_load_explicit(&seg->ready, memory_order_acquire);
+    int rc;
+    if (ready == CB_READY)
+        rc = validate(seg, size);
+    else if (ready != 0 && (ready & CB_CLAIM_MASK) != CB_CLAIM_TAG)
+        rc = CB_ENOTCB;
+    else if (size != CB_SEGMENT_SIZE)
+        rc = CB_LOOK_OTHER_SIZE; /* zeros, or another version mid-creation */
+    else
+        rc = CB_LOOK_UNREADY;
+    if (rc == 0 || rc == CB_LOOK_UNREADY) {
+        *out = seg;
+        *ready_seen = ready;
+    } else {
+        munmap(map, len);
+    }
+    return rc;
 }
 
 /* Map fd's object as a ready segment. cfg NULL: never initialize. */
@@ -174,42 +210,33 @@ static int map_segment(int fd, const cb_config *cfg, struct cb_segment **out, in
     uint64_t deadline = mono_ms() + CB_INIT_WAIT_MS;
     int waiting_error = CB_EBUSY;
     for (;;) {
-        struct stat st;
-        if (fstat(fd, &st) != 0)
-            return -errno;
-        uint64_t size = (uint64_t)st.st_size;
-        if (size == 0 && cfg) {
-            if (ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
-                return -errno;
-            continue;
-        }
-        if (size != 0 && size < CB_PREFIX_SIZE)
-            return CB_ESIZE;
-        if (size != 0) {
-            size_t len = size < CB_SEGMENT_SIZE ? (size_t)size : (size_t)CB_SEGMENT_SIZE;
-            void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (map == MAP_FAILED)
-                return -errno;
-            struct cb_segment *seg = map;
-            uint64_t ready = atomic_load_explicit(&seg->ready, memory_order_acquire);
-            int rc = 1; /* 1: keep waiting */
-            if (ready == CB_READY) {
-                rc = validate(seg, size);
-            } else if (ready != 0 && (ready & CB_CLAIM_MASK) != CB_CLAIM_TAG) {
-                rc = CB_ENOTCB;
-            } else if (size != CB_SEGMENT_SIZE) {
-                waiting_error = CB_ENOTCB; /* zeros, or another version mid-creation */
-            } else if (cfg && claim_and_initialize(seg, ready, cfg)) {
-                *created = 1;
-                rc = 0;
+        struct cb_segment *seg;
+        uint64_t ready;
+        int rc = cb_shm_look(fd, 1, &seg, &ready);
+        switch (rc) {
+        case 0:
+            *out = seg;
+            return 0;
+        case CB_LOOK_UNSIZED:
+            if (cfg) {
+                if (ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
+                    return -errno;
+                continue;
             }
-            if (rc == 0) {
+            break;
+        case CB_LOOK_UNREADY:
+            if (cfg && claim_and_initialize(seg, ready, cfg)) {
+                *created = 1;
                 *out = seg;
                 return 0;
             }
-            munmap(map, len);
-            if (rc < 0)
-                return rc;
+            munmap(seg, CB_SEGMENT_SIZE);
+            break;
+        case CB_LOOK_OTHER_SIZE:
+            waiting_error = CB_ENOTCB;
+            break;
+        default:
+            return rc;
         }
         if (mono_ms() > deadline)
             return waiting_error;
@@ -250,6 +277,15 @@ static int config_differs(const struct cb_segment *seg, const cb_config *cfg)
            atomic_load_explicit(&seg->probe_timeout_ms, memory_order_relaxed) != cfg->probe_timeout_ms;
 }
 
+void cb_handle_fill(cb_breaker *b, struct cb_segment *seg, const char *name, uint32_t mode)
+{
+    b->seg = seg;
+    b->instance = seg->instance;
+    b->clock_tick_ms = cb_clock_default_tick();
+    b->mode = mode;
+    snprintf(b->name, sizeof b->name, "%s", name);
+}
+
 /* cfg NULL with may_create: attach, or create with the defaults. */
 static int open_circuit(const char *name, const cb_config *cfg, int may_create, cb_breaker **out)
 {
@@ -260,37 +296,36 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     if (rc)
         return rc;
     cb_config resolved;
-    rc = resolve_config(cfg, &resolved);
+    rc = cb_resolve_config(cfg, &resolved);
     if (rc)
         return rc;
-    cb_breaker *b = calloc(1, sizeof *b);
-    if (!b)
-        return -ENOMEM;
     char path[CB_SHM_PATH_MAX];
     cb_shm_path(path, name);
     int fd = open_object(path, may_create ? &resolved : NULL);
-    if (fd < 0) {
-        free(b);
+    if (fd < 0)
         return fd;
-    }
-    int created = 0;
-    rc = map_segment(fd, may_create ? &resolved : NULL, &b->seg, &created);
+    struct cb_segment *seg = NULL;
     struct stat st;
-    if (rc == 0 && fstat(fd, &st) == 0)
-        b->mode = (uint32_t)st.st_mode & 0777u;
-    close(fd);
-    if (rc < 0) {
-        free(b);
-        return rc;
+    int created = 0;
+    rc = map_segment(fd, may_create ? &resolved : NULL, &seg, &created);
+    if (rc == 0 && fstat(fd, &st) != 0) {
+        rc = -errno;
+        munmap(seg, CB_SEGMENT_SIZE);
     }
-    b->instance = b->seg->instance;
-    b->clock_tick_ms = cb_clock_default_tick();
-    snprintf(b->name, sizeof b->name, "%s", name);
+    close(fd);
+    if (rc < 0)
+        return rc;
+    cb_breaker *b = calloc(1, sizeof *b);
+    if (!b) {
+        munmap(seg, CB_SEGMENT_SIZE);
+        return -ENOMEM;
+    }
+    cb_handle_fill(b, seg, name, (uint32_t)st.st_mode & 0777u);
     *out = b;
     if (created)
         return CB_CREATED;
-    if (cfg && config_differs(b->seg, &resolved)) {
-        cb_store_config(b->seg, &resolved);
+    if (cfg && config_differs(seg, &resolved)) {
+        cb_store_config(seg, &resolved);
         return CB_CONFIG_UPDATED;
     }
     return CB_OPENED;

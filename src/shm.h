@@ -7,6 +7,7 @@
 #include "segment.h"
 
 #define CB_SHM_PREFIX "/cbreaker."
+#define CB_SHM_DIR "/dev/shm" /* where Linux keeps POSIX shm objects */
 #define CB_SHM_PATH_MAX (sizeof CB_SHM_PREFIX + CB_NAME_MAX)
 
 /* 0 if name is a valid circuit name, CB_ENAME or -EINVAL (NULL) if not. */
@@ -15,5 +16,21 @@ int cb_check_name(const char *name);
 void cb_shm_path(char out[CB_SHM_PATH_MAX], const char *name);
 /* Replace the segment's threshold and timeouts (each word on its own). */
 void cb_store_config(struct cb_segment *seg, const cb_config *cfg);
+/* cfg with zero fields replaced by the defaults; -EINVAL for bad mode bits. */
+int cb_resolve_config(const cb_config *in, cb_config *out);
+/* Fill a claimed (or private) segment and publish it with READY. */
+void cb_segment_init(struct cb_segment *seg, const cb_config *cfg);
+
+/* What one look at an object found (cb_shm_look), besides 0 (a ready,
+ * valid segment, mapped) and negative errors. */
+enum {
+    CB_LOOK_UNREADY = 1,    /* our size, not initialized yet: mapped */
+    CB_LOOK_UNSIZED = 2,    /* size 0: nobody has sized it yet */
+    CB_LOOK_OTHER_SIZE = 3  /* not initialized and not our size */
+};
+/* Look at fd's object once, mapping it read-write or read-only, without
+ * ever touching bytes past its end. *out and *ready_seen are set when the
+ * result is 0 or CB_LOOK_UNREADY; the mapping is CB_SEGMENT_SIZE long. */
+int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_seen);
 
 #endif
