@@ -1,0 +1,199 @@
+/*
+ * watch.c - `cbctl watch [NAME]`, until SIGINT or SIGTERM (exit 0).
+ *
+ * On a terminal: clear the screen and redraw the list every interval
+ * (default 1 s), like watch(1) around `cbctl list`.
+ *
+ * Otherwise: one line per transition as it happens, in the library's
+ * key=value log format (cb_log_listener), for `cbctl watch redis | logger`.
+ * Each circuit's history is polled (default every 100 ms) and the entries
+ * that were not there at the previous poll are printed, oldest first. The
+ * history ring does not say which generation an entry belongs to, so
+ * "new" is decided by content: the entries of this poll minus those of
+ * the previous one, as multisets (two transitions identical in every field,
+ * same pid and millisecond, are still told apart by count). An entry that
+ * was half-written at one poll is simply found at the next. Transitions
+ * already in the ring when watch starts are not printed; those of a
+ * circuit that appears later are, if they are newer than the start.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cbctl.h"
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop; /* no SA_RESTART: the sleep ends at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a stop signal cuts it short */
+}
+
+/* Every circuit, or only NAME (absent if it does not exist right now). */
+static int poll_circuits(const char *name, struct entries *e)
+{
+    if (!name)
+        return read_all(e);
+    memset(e, 0, sizeof *e);
+    e->v = calloc(1, sizeof *e->v);
+    if (!e->v)
+        return -1;
+    e->cap = 1;
+    int rc = read_circuit(name, &e->v[0].info);
+    if (rc == -ENOENT)
+        return 0;
+    snprintf(e->v[0].name, sizeof e->v[0].name, "%s", name);
+    e->v[0].err = rc;
+    e->n = 1;
+    return 0;
+}
+
+static void redraw(const char *name, const struct options *o, uint32_t every)
+{
+    char interval[32], now_text[64];
+    format_duration(every, interval, sizeof interval);
+    while (!stopping) {
+        struct entries e;
+        uint64_t now = wall_now_ms();
+        int rc = poll_circuits(name, &e);
+        format_local_time(now, now_text, sizeof now_text);
+        fputs("\033[H\033[J", stdout); /* home, clear to the end */
+        printf("cbctl watch, every %s, %s (Ctrl-C to quit)\n\n", interval, now_text);
+        if (rc < 0)
+            printf("cannot read /dev/shm: %s\n", error_text(rc));
+        else
+            print_table(stdout, &e, o, now);
+        if (name && rc == 0 && e.n == 0)
+            printf("%s: no such circuit (yet)\n", name);
+        fflush(stdout);
+        entries_free(&e);
+        sleep_ms(every);
+    }
+}
+
+/* What the previous poll saw of one circuit. */
+struct seen {
+    char name[CB_NAME_MAX + 64];
+    uint32_t generation;
+    unsigned len;
+    cb_transition history[CB_HISTORY_MAX];
+};
+
+static int same(const cb_transition *a, const cb_transition *b)
+{
+    return a->from == b->from && a->to == b->to && a->reason == b->reason && a->failures == b->failures &&
+           a->pid == b->pid && a->wall_ms == b->wall_ms;
+}
+
+static void print_transition(const char *name, const cb_transition *t)
+{
+    printf("event=%s circuit=%s from=%s to=%s reason=%s failures=%u pid=%d wall_ms=%llu\n", cb_event_name(t),
+           name, cb_state_name(t->from), cb_state_name(t->to), cb_reason_name(t->reason), (unsigned)t->failures,
+           (int)t->pid, (unsigned long long)t->wall_ms);
+}
+
+/* Print what `now` has that `before` had not (NULL: a circuit new since
+ * start_ms), oldest first; then remember `now`. */
+static void report_new(struct seen *before, const cb_info *now, const char *name, uint64_t start_ms)
+{
+    int used[CB_HISTORY_MAX] = {0};
+    unsigned printed = 0;
+    for (unsigned i = now->history_len; i-- > 0;) {
+        const cb_transition *t = &now->history[i];
+        int old = 0;
+        for (unsigned k = 0; before && k < before->len && !old; k++)
+            if (!used[k] && same(t, &before->history[k]))
+                old = used[k] = 1;
+        if (old || (!before && t->wall_ms < start_ms))
+            continue;
+        print_transition(name, t);
+        printed++;
+    }
+    if (before && printed == now->history_len && printed > 0 &&
+        ((now->generation - before->generation) & 0x3fffffu) > printed)
+        fprintf(stderr, "cbctl: %s: the history ring wrapped between two looks: transitions may be missing\n",
+                name);
+}
+
+static void remember(struct seen *s, const char *name, const cb_info *in)
+{
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->generation = in->generation;
+    s->len = in->history_len;
+    memcpy(s->history, in->history, sizeof s->history);
+}
+
+static void follow(const char *name, uint32_t every)
+{
+    struct seen *seen = NULL;
+    size_t nseen = 0;
+    uint64_t start = wall_now_ms();
+    for (int first = 1; !stopping; first = 0) {
+        struct entries e;
+        if (poll_circuits(name, &e) == 0) {
+            for (size_t i = 0; i < e.n; i++) {
+                const struct entry *x = &e.v[i];
+                if (x->err)
+                    continue;
+                struct seen *s = NULL;
+                for (size_t k = 0; k < nseen && !s; k++)
+                    if (strcmp(seen[k].name, x->name) == 0)
+                        s = &seen[k];
+                if (!s) {
+                    struct seen *grown = realloc(seen, (nseen + 1) * sizeof *seen);
+                    if (!grown)
+                        continue;
+                    seen = grown;
+                    s = &seen[nseen++];
+                    if (!first)
+                        report_new(NULL, &x->info, x->name, start);
+                } else {
+                    report_new(s, &x->info, x->name, start);
+                }
+                remember(s, x->name, &x->info);
+            }
+            entries_free(&e);
+        }
+        fflush(stdout);
+        sleep_ms(every);
+    }
+    free(seen);
+}
+
+int cmd_watch(const struct options *o, const char *name)
+{
+    static cb_info info;
+    if (name) {
+        int rc = read_circuit(name, &info);
+        if (rc != 0)
+            return report_error(name, rc);
+    }
+    catch_stop_signals();
+    if (isatty(STDOUT_FILENO))
+        redraw(name, o, o->interval_set ? o->interval_ms : 1000);
+    else
+        follow(name, o->interval_set ? o->interval_ms : 100);
+    return CBCTL_OK;
+}
+
+int cmd_watch_all(const struct options *o) { return cmd_watch(o, NULL); }
