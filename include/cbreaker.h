@@ -132,6 +132,7 @@ typedef struct cb_transition {
     uint32_t failures;  /* consecutive failures that caused it, else 0 */
     int32_t pid;        /* process whose compare-and-swap made it */
     uint64_t wall_ms;   /* CLOCK_REALTIME, ms since the epoch (display only) */
+    uint32_t generation; /* of the state it entered (cb_info.generation) */
 } cb_transition;
 
 /* Counters summed over all processes since the segment was created. */
@@ -297,7 +298,9 @@ CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);
 /**
  * Operator controls. cb_reset: force CLOSED, count 0, probe slot freed.
  * cb_trip: force OPEN now, with a fresh reset_timeout. Calls in flight
- * become late. Returns 0 or -EINVAL (b NULL).
+ * become late. Each is one transition, even from the state it forces.
+ * Returns the state it replaced (CB_CLOSED, CB_OPEN or CB_HALF_OPEN, all
+ * >= 0; 3 if the word was corrupt), or -EINVAL (b NULL).
  */
 CB_EXPORT int cb_reset(cb_breaker *b);
 CB_EXPORT int cb_trip(cb_breaker *b);

@@ -284,8 +284,9 @@ cb_state cb_get_state(cb_breaker *b)
     return (cb_state)sw_state(atomic_load_explicit(&b->seg->state, memory_order_relaxed));
 }
 
-/* Operator transitions: unconditional, from whatever the word holds. */
-static void force(cb_breaker *b, cb_state to)
+/* Operator transitions: unconditional, from whatever the word holds.
+ * Returns the state replaced. */
+static int force(cb_breaker *b, cb_state to)
 {
     struct cb_segment *seg = b->seg;
     uint64_t w = atomic_load_explicit(&seg->state, memory_order_relaxed), next, now;
@@ -298,20 +299,15 @@ static void force(cb_breaker *b, cb_state to)
     if (to == CB_OPEN)
         cb_count(seg, cb_stripe_for(b), CB_C_TRIPS);
     cb_emit(b, w, next, to == CB_OPEN ? CB_REASON_TRIP : CB_REASON_RESET, 0, now);
+    return (int)sw_state(w);
 }
 
 int cb_reset(cb_breaker *b)
 {
-    if (!b)
-        return -EINVAL;
-    force(b, CB_CLOSED);
-    return 0;
+    return b ? force(b, CB_CLOSED) : -EINVAL;
 }
 
 int cb_trip(cb_breaker *b)
 {
-    if (!b)
-        return -EINVAL;
-    force(b, CB_OPEN);
-    return 0;
+    return b ? force(b, CB_OPEN) : -EINVAL;
 }

@@ -21,7 +21,7 @@ const char *cb_strerror(int err)
     case CB_ELAYOUT:
         return "segment is shaped by other constants (line, stripes, ring or word size)";
     case CB_EBUSY:
-        return "segment is not initialized yet (a live process is still creating it)";
+        return "segment is not initialized (being created, or abandoned: the next cb_open finishes it)";
     case CB_ECORRUPT:
         return "segment state word holds an impossible state (reset repairs it)";
     }

@@ -24,6 +24,7 @@ void cb_emit(cb_breaker *b, uint64_t from, uint64_t to, cb_reason reason, uint32
             .failures = failures,
             .pid = (int32_t)getpid(),
             .wall_ms = cb_clock_wall_ms(),
+            .generation = (uint32_t)sw_gen(to),
         },
         .mono_ms = mono_ms,
     };

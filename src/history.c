@@ -51,6 +51,7 @@ static int read_entry(const struct cb_segment *seg, uint64_t gen, cb_transition 
     out->failures = (uint32_t)(what >> 32);
     out->pid = (int32_t)(uint32_t)pid;
     out->wall_ms = wall;
+    out->generation = (uint32_t)gen;
     return 1;
 }
 

@@ -29,7 +29,7 @@ int cb_inspect(const char *name, cb_info *out)
         return rc;
     char path[CB_SHM_PATH_MAX];
     cb_shm_path(path, name);
-    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
     struct cb_segment *seg = NULL;
@@ -61,7 +61,7 @@ int cb_inspect(const char *name, cb_info *out)
 
 static int is_circuit_entry(const struct dirent *d)
 {
-    return strncmp(d->d_name, CB_SHM_PREFIX + 1, sizeof CB_SHM_PREFIX - 2) == 0;
+    return strncmp(d->d_name, &CB_SHM_PREFIX[1], sizeof CB_SHM_PREFIX - 2) == 0;
 }
 
 int cb_list(cb_list_fn fn, void *ctx)

@@ -22,7 +22,9 @@
  * So a creator killed at any step leaves either a size-0 object (fixed by
  * step 2), an unclaimed one (step 3, 0) or a claim by a dead pid (step 3,
  * CLAIMED): no name is wedged. Nothing is read before fstat says it is
- * there, so a short object gives an error, never SIGBUS.
+ * there, so a short object gives an error, never SIGBUS. Objects are
+ * opened O_NONBLOCK and must be regular files, so a FIFO planted under
+ * our name is refused at once instead of hanging the opener.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -173,6 +175,8 @@ int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_s
     struct stat st;
     if (fstat(fd, &st) != 0)
         return -errno;
+    if (!S_ISREG(st.st_mode))
+        return CB_ENOTCB; /* a FIFO, directory or device under our name */
     uint64_t size = (uint64_t)st.st_size;
     if (size == 0)
         return CB_LOOK_UNSIZED;
@@ -208,7 +212,6 @@ int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_s
 static int map_segment(int fd, const cb_config *cfg, struct cb_segment **out, int *created)
 {
     uint64_t deadline = mono_ms() + CB_INIT_WAIT_MS;
-    int waiting_error = CB_EBUSY;
     for (;;) {
         struct cb_segment *seg;
         uint64_t ready;
@@ -233,13 +236,13 @@ static int map_segment(int fd, const cb_config *cfg, struct cb_segment **out, in
             munmap(seg, CB_SEGMENT_SIZE);
             break;
         case CB_LOOK_OTHER_SIZE:
-            waiting_error = CB_ENOTCB;
-            break;
+            /* Not one of ours being created: those are sized first. */
+            return CB_ENOTCB;
         default:
             return rc;
         }
         if (mono_ms() > deadline)
-            return waiting_error;
+            return CB_EBUSY;
         nap_1ms();
     }
 }
@@ -249,7 +252,7 @@ static int open_object(const char *path, const cb_config *cfg)
 {
     for (int attempt = 0; attempt < CB_OPEN_RETRIES; attempt++) {
         if (cfg) {
-            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)cfg->mode);
+            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK, (mode_t)cfg->mode);
             if (fd >= 0) {
                 /* shm_open's mode passed through the umask; set it exactly. */
                 if (fchmod(fd, (mode_t)cfg->mode) != 0) {
@@ -262,7 +265,7 @@ static int open_object(const char *path, const cb_config *cfg)
             if (errno != EEXIST)
                 return -errno;
         }
-        int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+        int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
         if (fd >= 0 || errno != ENOENT || !cfg)
             return fd >= 0 ? fd : -errno;
         /* Unlinked between our two opens: create it again. */
