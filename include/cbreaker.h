@@ -31,9 +31,10 @@
  *  - Timeouts are kept with the coarse monotonic clock: a probe is admitted
  *    no earlier than reset_timeout after the trip and at most two clock
  *    ticks (2 x 4 ms on a HZ=250 kernel) later.
- *  - A permit is a value: report it once. A permit from an older state of
- *    the circuit (the circuit moved on while the call ran) changes nothing
- *    and is counted as a late report.
+ *  - A permit is a value: a report empties it, so reporting it again does
+ *    nothing (a copy of it, reported too, would count). A permit from an
+ *    older state of the circuit (the circuit moved on while the call ran)
+ *    changes nothing and is counted as a late report.
  *  - A creator that dies while creating a segment is detected with
  *    kill(pid, 0); processes sharing a circuit should share the pid
  *    namespace, or a dead creator's claim can look alive (CB_EBUSY).
@@ -102,7 +103,7 @@ typedef struct cb_config {
     uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
 } cb_config;
 
-/* Filled in by cb_acquire(); pass it back to exactly one report. */
+/* Filled in by cb_acquire(); a report consumes it. */
 typedef struct cb_permit {
     uint64_t opaque[2];
 } cb_permit;
@@ -132,7 +133,8 @@ typedef struct cb_transition {
     uint32_t failures;  /* consecutive failures that caused it, else 0 */
     int32_t pid;        /* process whose compare-and-swap made it */
     uint64_t wall_ms;   /* CLOCK_REALTIME, ms since the epoch (display only) */
-    uint32_t generation; /* of the state it entered (cb_info.generation) */
+    uint32_t generation; /* the generation it installed (cb_info.generation
+                            until the next change of the word) */
 } cb_transition;
 
 /* Counters summed over all processes since the segment was created. */
@@ -241,16 +243,19 @@ CB_EXPORT int cb_unlink(const char *name);
 CB_EXPORT cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit);
 
 /**
- * Report the outcome of a call admitted by cb_acquire(). Reports of empty
- * permits (rejections), NULL arguments or permits from another circuit
- * are ignored and not counted. Reports (releases too) from an earlier
- * state are counted as late and change nothing. Any thread or process may
- * report a permit, not only the one that acquired it.
+ * Report the outcome of a call admitted by cb_acquire(). A report
+ * consumes the permit (*permit is emptied), so a second report of it is
+ * ignored and never counts twice. Reports of empty permits (rejections,
+ * already reported), NULL arguments or permits from another circuit are
+ * ignored and not counted. Reports (releases too) from an earlier state
+ * are counted as late and change nothing. Any thread or process may
+ * report a permit, not only the one that acquired it. (The permit is not
+ * const, unlike the first draft of this API: reporting changes it.)
  */
-CB_EXPORT void cb_success(cb_breaker *b, const cb_permit *permit);
-CB_EXPORT void cb_failure(cb_breaker *b, const cb_permit *permit);
+CB_EXPORT void cb_success(cb_breaker *b, cb_permit *permit);
+CB_EXPORT void cb_failure(cb_breaker *b, cb_permit *permit);
 /** No verdict (cancelled, client error): a probe's slot is freed at once. */
-CB_EXPORT void cb_release(cb_breaker *b, const cb_permit *permit);
+CB_EXPORT void cb_release(cb_breaker *b, cb_permit *permit);
 
 /**
  * Run fn(arg) through the breaker. Returns CB_REJECTED without calling fn

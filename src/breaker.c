@@ -237,7 +237,9 @@ static void report_probe(cb_breaker *b, const cb_permit *p, enum report r)
         cb_emit(b, granted, next, (cb_reason)reason, reason == CB_REASON_PROBE_FAILED, now);
 }
 
-static void report(cb_breaker *b, const cb_permit *p, enum report r)
+/* A report consumes the permit: reported again, it is empty and ignored,
+ * so a double report can never count twice. */
+static void report(cb_breaker *b, cb_permit *p, enum report r)
 {
     switch (permit_kind(b, p)) {
     case PERMIT_CALL:
@@ -246,14 +248,15 @@ static void report(cb_breaker *b, const cb_permit *p, enum report r)
     case PERMIT_PROBE:
         report_probe(b, p, r);
         break;
-    default: /* empty, foreign or NULL: nothing was admitted */
-        break;
+    default: /* empty, spent, foreign or NULL: nothing to report */
+        return;
     }
+    p->opaque[0] = p->opaque[1] = 0;
 }
 
-void cb_success(cb_breaker *b, const cb_permit *permit) { report(b, permit, REPORT_SUCCESS); }
-void cb_failure(cb_breaker *b, const cb_permit *permit) { report(b, permit, REPORT_FAILURE); }
-void cb_release(cb_breaker *b, const cb_permit *permit) { report(b, permit, REPORT_RELEASE); }
+void cb_success(cb_breaker *b, cb_permit *permit) { report(b, permit, REPORT_SUCCESS); }
+void cb_failure(cb_breaker *b, cb_permit *permit) { report(b, permit, REPORT_FAILURE); }
+void cb_release(cb_breaker *b, cb_permit *permit) { report(b, permit, REPORT_RELEASE); }
 
 cb_verdict cb_call(cb_breaker *b, cb_call_fn fn, void *arg)
 {

@@ -13,7 +13,7 @@ const char *cb_strerror(int err)
     case CB_ENAME:
         return "invalid circuit name (1 to 200 of letters, digits, '.', '_', '-')";
     case CB_ENOTCB:
-        return "not a cbreaker segment (bad magic or unknown ready word)";
+        return "not a cbreaker segment (not a regular file, bad magic or unknown ready word)";
     case CB_EVERSION:
         return "segment has another layout version";
     case CB_ESIZE:

@@ -31,7 +31,7 @@ int cb_inspect(const char *name, cb_info *out)
     cb_shm_path(path, name);
     int fd = shm_open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
     if (fd < 0)
-        return -errno;
+        return cb_open_error(errno);
     struct cb_segment *seg = NULL;
     uint64_t ready;
     struct stat st;

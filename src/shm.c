@@ -247,6 +247,13 @@ static int map_segment(int fd, const cb_config *cfg, struct cb_segment **out, in
     }
 }
 
+int cb_open_error(int err)
+{
+    /* A directory (EISDIR, which glibc's shm_open turns into EINVAL: our
+     * names are valid by then) or a socket (ENXIO) under our name. */
+    return err == EISDIR || err == EINVAL || err == ENXIO ? CB_ENOTCB : -err;
+}
+
 /* Open the object itself; creates it only when cfg is given. */
 static int open_object(const char *path, const cb_config *cfg)
 {
@@ -263,11 +270,11 @@ static int open_object(const char *path, const cb_config *cfg)
                 return fd;
             }
             if (errno != EEXIST)
-                return -errno;
+                return cb_open_error(errno);
         }
         int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
         if (fd >= 0 || errno != ENOENT || !cfg)
-            return fd >= 0 ? fd : -errno;
+            return fd >= 0 ? fd : cb_open_error(errno);
         /* Unlinked between our two opens: create it again. */
     }
     return -EAGAIN;

@@ -21,6 +21,9 @@ int cb_resolve_config(const cb_config *in, cb_config *out);
 /* Fill a claimed (or private) segment and publish it with READY. */
 void cb_segment_init(struct cb_segment *seg, const cb_config *cfg);
 
+/* shm_open's errno as our error: CB_ENOTCB for what cannot be a segment. */
+int cb_open_error(int err);
+
 /* What one look at an object found (cb_shm_look), besides 0 (a ready,
  * valid segment, mapped) and negative errors. */
 enum {

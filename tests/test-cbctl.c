@@ -13,20 +13,24 @@
  *            and labels well formed, values numeric) with the same values.
  *   control  trip and reset reach the workers: their next cb_acquire is
  *            rejected, then allowed again; state and is-closed answer;
- *            the history names cbctl's pid for the operator transitions.
+ *            the history names cbctl's pid for the operator transitions;
+ *            the state printed before the arrow is the one replaced, also
+ *            when it is the state forced (CLOSED -> CLOSED, OPEN -> OPEN).
  *   create   create (options, durations 500ms/30s/5m, mode), create again
  *            (idempotent, only given options change), rm.
  *   exits    every exit code: 0; 1 no such circuit; 2 usage errors (each
  *            kind); 3 permission denied, as nobody on a root-owned 0600
  *            circuit (and read-only access to a 0644 one; skipped when not
  *            root); 4 for garbage, short, other-version and corrupt
- *            segments, a directory, a FIFO and a symbolic link. Errors are
- *            one line on stderr naming the circuit, with nothing on stdout.
+ *            segments, a directory, a FIFO (both ENOTCB, each command done
+ *            in well under 100 ms) and a symbolic link. Errors are one line
+ *            on stderr naming the circuit, with nothing on stdout.
  *   broken   list reports broken objects with their reason and goes on;
  *            show exits 4; nothing ever dies of a signal.
  *   watch    not on a terminal: one line per transition as it happens, in
- *            order, with who made it; on a pseudo-terminal: the redrawn
- *            table. SIGTERM ends it with status 0.
+ *            order, with who made it, two transitions alike in every field
+ *            but the generation as two lines; on a pseudo-terminal: the
+ *            redrawn table. SIGTERM ends it with status 0.
  *
  * Other test programs run at the same time on this host: only the rows of
  * names made here are checked. Every object made is remembered in memory
@@ -116,6 +120,7 @@ struct run {
     int signaled;
     pid_t pid;
     char *out, *err;
+    uint64_t ms; /* from fork to the end of its output */
 };
 
 static void run_free(struct run *r)
@@ -164,6 +169,7 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
     ck_assert_int_eq(pipe(out), 0);
     ck_assert_int_eq(pipe(err), 0);
     ck_assert_int_eq(pipe(in), 0);
+    uint64_t started = mono_ms();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -218,7 +224,7 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    struct run r = {0, 0, pid, bo.p, be.p};
+    struct run r = {0, 0, pid, bo.p, be.p, mono_ms() - started};
     if (WIFSIGNALED(status)) {
         r.signaled = 1;
         r.code = 128 + WTERMSIG(status);
@@ -1010,6 +1016,31 @@ START_TEST(test_trip_and_reset_reach_workers)
     run_free(&trip);
     run_free(&reset);
 
+    /* Forcing the state it is in is still a transition, and says so. */
+    r = CBCTL("reset", pool->name);
+    assert_ok(&r);
+    snprintf(want, sizeof want, "%s: CLOSED -> CLOSED\n", pool->name);
+    ck_assert_str_eq(r.out, want);
+    inspect(pool->name, &info);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_RESET);
+    ck_assert_int_eq(info.history[0].from, CB_CLOSED);
+    ck_assert_int_eq(info.history[0].pid, r.pid);
+    ck_assert_uint_eq(info.history[0].generation, info.generation);
+    run_free(&r);
+    for (int i = 0; i < 2; i++) {
+        r = CBCTL("trip", pool->name);
+        assert_ok(&r);
+        snprintf(want, sizeof want, "%s: %s -> OPEN\n", pool->name, i ? "OPEN" : "CLOSED");
+        ck_assert_str_eq(r.out, want);
+        run_free(&r);
+    }
+    assert_workers_get(pool, CB_REJECTED);
+    r = CBCTL("reset", pool->name);
+    snprintf(want, sizeof want, "%s: OPEN -> CLOSED\n", pool->name);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    assert_workers_get(pool, CB_ALLOWED);
+
     /* Quiet: the same effect, nothing printed. */
     r = CBCTL("--quiet", "trip", pool->name);
     assert_ok(&r);
@@ -1223,8 +1254,10 @@ START_TEST(test_permission_denied_exit_3)
 }
 END_TEST
 
-/* A broken object: list reports it and goes on, show exits 4. */
-static void assert_broken(const char *name, const char *reason, const char *error, const char *after)
+/* A broken object: list reports it and goes on, show exits 4; with
+ * max_ms, each command on it alone ends within max_ms. */
+static void assert_broken(const char *name, const char *reason, const char *error, const char *after,
+                          unsigned max_ms)
 {
     char line[1024];
     struct run r = CBCTL("list");
@@ -1249,10 +1282,11 @@ static void assert_broken(const char *name, const char *reason, const char *erro
     jfree(&doc);
     run_free(&r);
 
-    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip"};
+    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip", "create"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         r = CBCTL(verbs[i], name);
         assert_error(&r, 4, name, reason);
+        ck_assert_msg(!max_ms || r.ms < max_ms, "%s %s took %llu ms", verbs[i], name, (unsigned long long)r.ms);
         run_free(&r);
     }
     r = CBCTL("metrics");
@@ -1298,31 +1332,35 @@ START_TEST(test_broken_segments_exit_4)
     ck_assert_int_eq(getrandom(random_bytes, sizeof random_bytes, 0), (ssize_t)sizeof random_bytes);
     random_bytes[0] = 'x';
     write_file(garbage, random_bytes, sizeof random_bytes);
-    assert_broken(garbage, "not a cbreaker segment", "(ENOTCB)", after);
+    assert_broken(garbage, "not a cbreaker segment", "(ENOTCB)", after, 0);
 
     const char *small = unique_name("broken-short");
     write_file(small, random_bytes, 10);
-    assert_broken(small, "segment size is wrong", "(ESIZE)", after);
+    assert_broken(small, "segment size is wrong", "(ESIZE)", after, 0);
 
     const char *version = unique_name("broken-version");
     ck_assert_int_eq(cb_open(version, NULL, &b), CB_CREATED);
     cb_close(b);
     uint32_t other = CB_LAYOUT_VERSION + 1;
     patch(version, offsetof(struct cb_segment, layout_version), &other, sizeof other);
-    assert_broken(version, "another layout version", "(EVERSION)", after);
+    assert_broken(version, "another layout version", "(EVERSION)", after, 0);
 
+    /* Not regular files: the library refuses them at once (a FIFO with no
+     * writer must not block the open), and cbctl says what they are. */
     const char *dir = unique_name("broken-dir");
     ck_assert_int_eq(mkdir(dev_path(dir), 0700), 0);
-    assert_broken(dir, "not a regular file", "(ENODEV)", after);
+    assert_broken(dir, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 100);
 
-    /* A FIFO would block the library's open: cbctl's guard reports it. */
     const char *fifo = unique_name("broken-fifo");
     ck_assert_int_eq(mkfifo(dev_path(fifo), 0600), 0);
-    assert_broken(fifo, "not a regular file", "(ENODEV)", after);
+    assert_broken(fifo, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 100);
+    struct stat st;
+    ck_assert_int_eq(lstat(dev_path(fifo), &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode)); /* create did not replace it */
 
     const char *link = unique_name("broken-link");
     ck_assert_int_eq(symlink(dev_path(after), dev_path(link)), 0);
-    assert_broken(link, "symbolic link", "(ELOOP)", after);
+    assert_broken(link, "symbolic link", "(ELOOP)", after, 0);
 
     /* An impossible state: reported, and reset repairs it. */
     const char *corrupt = unique_name("broken-corrupt");
@@ -1462,14 +1500,14 @@ START_TEST(test_watch_prints_transitions)
     cb_config cfg = {2, 60000, 0, 0};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
-    ck_assert_int_eq(cb_trip(b), 0); /* before watch: not printed */
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED); /* before watch: not printed */
     struct proc w = spawn_watch((const char *const[]){cbctl_path, "watch", name, NULL}, 0);
 
     /* Prime until watch reports: then it has taken its first look. */
     char line[512];
     const char *seen = NULL;
     for (int i = 0; i < 100 && !seen; i++) {
-        ck_assert_int_eq(cb_trip(b), 0);
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
         snprintf(line, sizeof line, "reason=trip failures=0 pid=%d ", (int)getpid());
         seen = wait_for(&w, 0, line, 200);
     }
@@ -1508,6 +1546,21 @@ START_TEST(test_watch_prints_transitions)
     }
     drain(&w, 300);
     ck_assert_msg(w.got.len == from, "more than one line per transition:\n%s", w.got.p + mark);
+
+    /* Two transitions alike in all but their generation (same process,
+     * likely the same millisecond, between two looks): two lines. */
+    ck_assert_int_eq(cb_trip(b), CB_OPEN);
+    ck_assert_int_eq(cb_trip(b), CB_OPEN);
+    snprintf(line, sizeof line, "from=OPEN to=OPEN reason=trip failures=0 pid=%d ", (int)getpid());
+    const char *first = wait_for(&w, from, line, 5000);
+    ck_assert_msg(first, "watch did not print the trips: %s", w.got.p + from);
+    size_t after_first = (size_t)(strchr(first, '\n') - w.got.p) + 1;
+    ck_assert_msg(wait_for(&w, after_first, line, 5000), "one line for two trips: %s", w.got.p + from);
+    drain(&w, 300);
+    unsigned lines = 0;
+    for (const char *p = w.got.p + from; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    ck_assert_msg(lines == 2, "%u lines for two trips:\n%s", lines, w.got.p + from);
     run_free(&reset);
     run_free(&trip);
     stop_watch(&w);
@@ -1526,7 +1579,7 @@ START_TEST(test_watch_redraws_on_a_terminal)
     ck_assert_msg(first, "no screen clear: %s", w.got.p);
     size_t after_first = (size_t)(first - w.got.p) + 1; /* the buffer may move */
     ck_assert_msg(wait_for(&w, 0, name, 5000) && wait_for(&w, 0, "CLOSED", 5000), "no row: %s", w.got.p);
-    ck_assert_int_eq(cb_trip(b), 0);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
     ck_assert_msg(wait_for(&w, after_first, " OPEN ", 5000), "no redraw: %s", w.got.p);
     stop_watch(&w);
     cb_close(b);

@@ -4,16 +4,19 @@
  *
  *   cb_inspect       the same snapshot as cb_get_info on an attached
  *                    handle (state, count, config, mode, counters,
- *                    history); every error it documents (NULL, bad name,
- *                    missing, garbage, short, other layout version, size
- *                    0, impossible state with *out still filled); never
+ *                    history with its generations); every error it
+ *                    documents (NULL, bad name, missing, garbage, short,
+ *                    other layout version, size 0, impossible state with
+ *                    *out still filled, a FIFO and a directory refused at
+ *                    once with CB_ENOTCB); never
  *                    changes a byte of the object; needs read permission
  *                    only (a child running as nobody inspects a 0644
  *                    circuit it cannot attach to, and gets -EACCES on a
  *                    0600 one; skipped when not root).
- *   cb_list          reports valid and invalid objects alike, in name
- *                    order, with the snapshot (valid) or NULL and the
- *                    reason (invalid); stops at the first non-zero return
+ *   cb_list          reports valid and invalid objects alike (a FIFO and
+ *                    a directory too, without blocking), in name order,
+ *                    with the snapshot (valid) or NULL and the reason
+ *                    (invalid); stops at the first non-zero return
  *                    of the callback and returns that value; -EINVAL for
  *                    a NULL callback.
  *   cb_open_private  each forked child has its own copy: failures in one
@@ -36,6 +39,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cbreaker.h"
@@ -78,9 +82,12 @@ static void forget_all(void)
 {
     unsigned n = atomic_load(&registry->count);
     for (unsigned i = 0; i < n && i < REGISTRY_MAX; i++) {
-        char path[CB_NAME_MAX + 16];
+        char path[CB_NAME_MAX + 32];
         shm_path(path, sizeof path, registry->names[i]);
-        shm_unlink(path);
+        if (shm_unlink(path) != 0) {
+            snprintf(path, sizeof path, "/dev/shm/cbreaker.%s", registry->names[i]);
+            rmdir(path); /* the directories made by the tests */
+        }
     }
     atomic_store(&registry->count, 0);
 }
@@ -115,6 +122,19 @@ static void patch(const char *name, size_t offset, const void *bytes, size_t len
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(pwrite(fd, bytes, len, (off_t)offset), (ssize_t)len);
     close(fd);
+}
+
+static const char *dev_path(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "/dev/shm/cbreaker.%s", name);
+    return out;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static unsigned char *read_object(const char *name, size_t *len)
@@ -182,6 +202,7 @@ static void assert_same_info(const cb_info *a, const cb_info *b)
         ck_assert_int_eq(a->history[i].reason, b->history[i].reason);
         ck_assert_int_eq(a->history[i].pid, b->history[i].pid);
         ck_assert_uint_eq(a->history[i].wall_ms, b->history[i].wall_ms);
+        ck_assert_uint_eq(a->history[i].generation, b->history[i].generation);
     }
 }
 
@@ -214,12 +235,19 @@ START_TEST(test_inspect_matches_get_info)
     ck_assert_int_eq(via_name.history[0].reason, CB_REASON_THRESHOLD);
     ck_assert_uint_eq(via_name.history[0].failures, 4);
     ck_assert_int_eq(via_name.history[0].pid, getpid());
-    ck_assert_int_eq(cb_trip(b), 0);
+    ck_assert_uint_eq(via_name.history[0].generation, 1);
+    ck_assert_uint_eq(via_name.generation, 1);
+    ck_assert_int_eq(cb_trip(b), CB_OPEN); /* it was OPEN by the threshold */
     ck_assert_int_eq(cb_get_info(b, &via_handle), 0);
     ck_assert_int_eq(cb_inspect(name, &via_name), 0);
     assert_same_info(&via_handle, &via_name);
     ck_assert_int_eq(via_name.history[0].reason, CB_REASON_TRIP);
     ck_assert_uint_eq(via_name.counters.trips, 2);
+    /* Newest first, each with the generation of the state it entered. */
+    ck_assert_uint_eq(via_name.history_len, 2);
+    ck_assert_uint_eq(via_name.generation, 2);
+    ck_assert_uint_eq(via_name.history[0].generation, 2);
+    ck_assert_uint_eq(via_name.history[1].generation, 1);
 
     /* Inspecting changes nothing. */
     size_t n0, n1;
@@ -290,10 +318,30 @@ START_TEST(test_inspect_errors)
     /* cb_reset repairs it. */
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_attach(corrupt, &b), 0);
-    ck_assert_int_eq(cb_reset(b), 0);
+    ck_assert_int_eq(cb_reset(b), CB_STATE_CORRUPT); /* it replaced state 3 */
     cb_close(b);
     ck_assert_int_eq(cb_inspect(corrupt, &info), 0);
     ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_uint_eq(info.generation, 6);
+    ck_assert_uint_eq(info.history_len, 1);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_RESET);
+    ck_assert_uint_eq(info.history[0].generation, 6);
+
+    /* Not regular files: CB_ENOTCB at once. A FIFO nobody writes to would
+     * block an O_RDONLY open without O_NONBLOCK. */
+    char path[1024];
+    const char *fifo = unique_name("fifo");
+    ck_assert_int_eq(mkfifo(dev_path(path, sizeof path, fifo), 0600), 0);
+    const char *dir = unique_name("dir");
+    ck_assert_int_eq(mkdir(dev_path(path, sizeof path, dir), 0700), 0);
+    const char *const odd[] = {fifo, dir};
+    for (int i = 0; i < 2; i++) {
+        uint64_t t0 = mono_ms();
+        int rc = cb_inspect(odd[i], &info);
+        uint64_t took = mono_ms() - t0;
+        ck_assert_msg(rc == CB_ENOTCB, "%s: cb_inspect = %d (%s)", odd[i], rc, cb_strerror(rc));
+        ck_assert_msg(took < 100, "%s: cb_inspect took %llu ms", odd[i], (unsigned long long)took);
+    }
     forget_all();
 }
 END_TEST
@@ -386,11 +434,12 @@ START_TEST(test_list_valid_and_invalid_in_order)
     memset(&s, 0, sizeof s);
     snprintf(s.prefix, sizeof s.prefix, "test.inspect-list.%d.", (int)getpid());
     /* Made out of order; listed in name order. */
-    static const char *const suffix[] = {"d-short", "a-closed", "c-open", "b-garbage"};
-    char names[4][128];
-    for (int i = 0; i < 4; i++) {
+    static const char *const suffix[] = {"d-short", "a-closed", "c-open", "b-garbage", "f-fifo", "e-dir"};
+    char names[6][128], path[1024];
+    for (int i = 0; i < 6; i++) {
         snprintf(names[i], sizeof names[i], "%s%s", s.prefix, suffix[i]);
         cb_unlink(names[i]);
+        rmdir(dev_path(path, sizeof path, names[i]));
         remember(names[i]);
     }
     write_garbage(names[0], 10);
@@ -399,18 +448,19 @@ START_TEST(test_list_valid_and_invalid_in_order)
     fail_n(b, 1);
     cb_close(b);
     write_garbage(names[3], (size_t)CB_SEGMENT_SIZE);
+    ck_assert_int_eq(mkfifo(dev_path(path, sizeof path, names[4]), 0600), 0);
+    ck_assert_int_eq(mkdir(dev_path(path, sizeof path, names[5]), 0700), 0);
 
     ck_assert_int_eq(cb_list(collect, &s), 0);
-    ck_assert_uint_eq(s.n, 4);
-    ck_assert_str_eq(s.names[0], names[1]);
-    ck_assert_str_eq(s.names[1], names[3]);
-    ck_assert_str_eq(s.names[2], names[2]);
-    ck_assert_str_eq(s.names[3], names[0]);
-    ck_assert_int_eq(s.errs[0], 0);
-    ck_assert_int_eq(s.errs[1], CB_ENOTCB);
-    ck_assert_int_eq(s.errs[2], 0);
-    ck_assert_int_eq(s.errs[3], CB_ESIZE);
-    ck_assert(s.had_info[0] && !s.had_info[1] && s.had_info[2] && !s.had_info[3]);
+    ck_assert_uint_eq(s.n, 6);
+    static const int order[6] = {1, 3, 2, 0, 5, 4}; /* a, b, c, d, e, f */
+    static const int want_err[6] = {0, CB_ENOTCB, 0, CB_ESIZE, CB_ENOTCB, CB_ENOTCB};
+    for (int i = 0; i < 6; i++) {
+        ck_assert_str_eq(s.names[i], names[order[i]]);
+        ck_assert_msg(s.errs[i] == want_err[i], "%s: err %d (%s), want %d", s.names[i], s.errs[i],
+                      cb_strerror(s.errs[i]), want_err[i]);
+        ck_assert_int_eq(s.had_info[i], want_err[i] == 0);
+    }
     ck_assert_int_eq(s.states[0], CB_CLOSED);
     ck_assert_int_eq(s.states[2], CB_OPEN);
     forget_all();

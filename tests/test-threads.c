@@ -172,7 +172,7 @@ struct thr {
     uint64_t allowed, rejected, probes, reports;
 };
 
-static void report(cb_breaker *b, const cb_permit *p, unsigned outcome)
+static void report(cb_breaker *b, cb_permit *p, unsigned outcome)
 {
     if (outcome == 0)
         cb_success(b, p);

@@ -42,6 +42,9 @@ void tl_barrier_wait(struct tl_barrier *barrier);
 
 /* fork(); the child runs fn(arg) and exits with its return value. */
 pid_t tl_spawn(int (*fn)(void *arg), void *arg);
+/* _exit(status) for a forked child; exit(status) in a coverage build
+ * (-Db_coverage=true), so that the child's counts are written. */
+void tl_exit(int status) __attribute__((noreturn));
 /* waitpid(); fails the test unless the child exited with status 0. */
 void tl_wait_ok(pid_t pid);
 

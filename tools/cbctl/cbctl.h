@@ -6,7 +6,7 @@
  * cb_unlink). One job per file:
  *
  *   main.c     options, usage text, command dispatch
- *   read.c     snapshots of one or all circuits (cb_inspect, cb_list)
+ *   read.c     snapshots of all circuits (cb_list); one is cb_inspect's
  *   table.c    the column table: list as a table or as JSON
  *   show.c     one circuit in full, as text or JSON
  *   control.c  reset, trip, create, rm, state, is-closed
@@ -62,6 +62,9 @@ uint64_t wall_now_ms(void);
 const char *error_name(int err);
 /* What an error says about a circuit, for messages and list rows. */
 const char *error_text(int err);
+/* The same for the object /dev/shm/cbreaker.NAME (NULL: none): a
+ * CB_ENOTCB for one that is not a regular file says so. */
+const char *error_text_for(const char *name, int err);
 /* The exit code for a library error. */
 int exit_code_for(int err);
 /* "cbctl: NAME: reason" on stderr; returns the exit code for err. */
@@ -100,8 +103,6 @@ struct entries {
     struct entry *v;
     size_t n, cap;
 };
-/* cb_inspect with a guard against objects that block on open. */
-int read_circuit(const char *name, cb_info *out);
 /* Every object, in name order; 0 or a negative error (nothing kept). */
 int read_all(struct entries *out);
 void entries_free(struct entries *e);

@@ -4,58 +4,44 @@
  * is-closed).
  *
  * reset and trip attach with cb_attach (never creating), apply the
- * operator transition, and print the state before and after. The library
- * does not return the state it replaced, and a pre-read can be stale by
- * the time the CAS lands; the transition this process made is in the
- * history ring, though, with its `from` state exactly as the CAS saw it,
- * so that is what is printed (the pre-read is the fallback if more than
- * a ring's worth of transitions happened in between).
+ * operator transition, and print the state before and after: before is
+ * what cb_reset / cb_trip return, the state their compare-and-swap
+ * replaced ("INVALID" for a corrupt word), after the state they forced.
  *
  * reset and trip look at the circuit with cb_inspect before attaching,
  * so that an object that is not a circuit is refused at once with the
- * reason (cb_attach would wait 2 s on it; see force()).
+ * reason (see force()).
  */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cbctl.h"
 
-static int force(const struct options *o, const char *name, cb_reason reason)
+static int force(const struct options *o, const char *name, cb_state to)
 {
     static cb_info info;
     /* Look first: cb_attach waits 2 s on an object that is not
-     * initialized, and takes a FIFO for one (then says CB_EBUSY). An
-     * impossible state is what reset is for: go on. */
-    int rc = read_circuit(name, &info);
+     * initialized (then says CB_EBUSY), and on a directory it fails with
+     * EINVAL, which would read as a usage error. An impossible state is
+     * what reset is for: go on. */
+    int rc = cb_inspect(name, &info);
     if (rc != 0 && rc != CB_ECORRUPT)
         return report_error(name, rc);
     cb_breaker *b = NULL;
     rc = cb_attach(name, &b);
     if (rc < 0)
         return report_error(name, rc);
-    cb_state before = cb_get_state(b); /* fallback only: see above */
-    rc = reason == CB_REASON_RESET ? cb_reset(b) : cb_trip(b);
-    if (rc < 0) {
-        cb_close(b);
-        return report_error(name, rc);
-    }
-    cb_get_info(b, &info);
+    int before = to == CB_CLOSED ? cb_reset(b) : cb_trip(b);
     cb_close(b);
-    for (unsigned i = 0; i < info.history_len; i++) {
-        const cb_transition *t = &info.history[i];
-        if (t->pid == (int32_t)getpid() && t->reason == reason) {
-            before = t->from;
-            break;
-        }
-    }
+    if (before < 0)
+        return report_error(name, before);
     if (!o->quiet)
-        printf("%s: %s -> %s\n", name, cb_state_name(before), cb_state_name(info.state));
+        printf("%s: %s -> %s\n", name, cb_state_name((cb_state)before), cb_state_name(to));
     return CBCTL_OK;
 }
 
-int cmd_reset(const struct options *o, const char *name) { return force(o, name, CB_REASON_RESET); }
-int cmd_trip(const struct options *o, const char *name) { return force(o, name, CB_REASON_TRIP); }
+int cmd_reset(const struct options *o, const char *name) { return force(o, name, CB_CLOSED); }
+int cmd_trip(const struct options *o, const char *name) { return force(o, name, CB_OPEN); }
 
 static void describe(const cb_info *in, char *buf, size_t len)
 {
@@ -75,7 +61,7 @@ int cmd_create(const struct options *o, const char *name)
 {
     static cb_info info;
     cb_config cfg = o->cfg;
-    int rc = read_circuit(name, &info);
+    int rc = cb_inspect(name, &info);
     int existed = rc == 0;
     if (rc != 0 && rc != -ENOENT)
         return report_error(name, rc);
@@ -120,7 +106,7 @@ int cmd_rm(const struct options *o, const char *name)
 int cmd_state(const struct options *o, const char *name)
 {
     static cb_info info;
-    int rc = read_circuit(name, &info);
+    int rc = cb_inspect(name, &info);
     if (rc != 0)
         return report_error(name, rc);
     if (!o->quiet)
@@ -133,7 +119,7 @@ int cmd_is_closed(const struct options *o, const char *name)
 {
     (void)o;
     static cb_info info;
-    int rc = read_circuit(name, &info);
+    int rc = cb_inspect(name, &info);
     if (rc != 0)
         return report_error(name, rc);
     return info.state == CB_CLOSED ? CBCTL_OK : 1;

@@ -117,6 +117,8 @@ const char *error_name(int err)
     return s ? s : "EUNKNOWN";
 }
 
+#define NOT_REGULAR "not a regular file, so not a cbreaker segment"
+
 const char *error_text(int err)
 {
     switch (err) {
@@ -126,12 +128,27 @@ const char *error_text(int err)
     case -EPERM:
         return "permission denied";
     case -ENODEV:
-    case -ENXIO:
-        return "not a regular file, so not a circuit segment";
+    case -ENXIO: /* a socket, or a device without a driver */
+        return NOT_REGULAR;
     case -ELOOP:
         return "a symbolic link, not a circuit segment";
     }
     return cb_strerror(err);
+}
+
+/* The library's text for CB_ENOTCB speaks of a file's bytes (magic, ready
+ * word); it also refuses a FIFO, a directory or a device under the name,
+ * before reading anything. */
+const char *error_text_for(const char *name, int err)
+{
+    if (err == CB_ENOTCB && name) {
+        char path[CB_NAME_MAX + 64];
+        struct stat st;
+        snprintf(path, sizeof path, "/dev/shm/cbreaker.%s", name);
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return NOT_REGULAR;
+    }
+    return error_text(err);
 }
 
 int exit_code_for(int err)
@@ -171,7 +188,7 @@ int report_error(const char *name, int err)
         fprintf(stderr, "cbctl: %s: %s; 'cbctl reset %s' repairs it\n", name,
                 "the state word holds an impossible state", name);
     else
-        fprintf(stderr, "cbctl: %s: %s\n", name, error_text(err));
+        fprintf(stderr, "cbctl: %s: %s\n", name, error_text_for(name, err));
     return exit_code_for(err);
 }
 

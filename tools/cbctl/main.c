@@ -116,8 +116,9 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* The first option of each O_* group given, as spelled, for messages. */
-static const char *given_as[4];
+/* The first option of each O_* group given, as spelled, for messages
+ * (copied: the spelling is built in a buffer local to the option loop). */
+static char given_as[4][32];
 
 static void note_group(unsigned *given, unsigned group, const char *spelling)
 {
@@ -125,7 +126,7 @@ static void note_group(unsigned *given, unsigned group, const char *spelling)
     while ((1u << bit) != group)
         bit++;
     if (!(*given & group))
-        given_as[bit] = spelling;
+        snprintf(given_as[bit], sizeof given_as[bit], "%s", spelling);
     *given |= group;
 }
 

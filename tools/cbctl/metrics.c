@@ -93,7 +93,7 @@ int cmd_metrics(const struct options *o)
         return report_error("/dev/shm", rc);
     for (size_t i = 0; i < e.n; i++)
         if (e.v[i].err)
-            fprintf(stderr, "cbctl: %s: left out: %s\n", e.v[i].name, error_text(e.v[i].err));
+            fprintf(stderr, "cbctl: %s: left out: %s\n", e.v[i].name, error_text_for(e.v[i].name, e.v[i].err));
     for (size_t fi = 0; fi < sizeof families / sizeof families[0] && !o->quiet; fi++) {
         const struct family *fam = &families[fi];
         if (fam->type) {

@@ -1,76 +1,20 @@
 /*
- * read.c - snapshots of one circuit (cb_inspect) or of every object in
- * /dev/shm named cbreaker.* (cb_list), kept in an array so that the
- * formatters can size their columns.
+ * read.c - snapshots of every object in /dev/shm named cbreaker.*
+ * (cb_list), kept in an array so that the formatters can size their
+ * columns. One circuit is read with cb_inspect directly.
  *
- * The guard: cb_inspect opens the object with shm_open(O_RDONLY), and
- * opening a FIFO that way blocks until a writer appears, so a FIFO named
- * /dev/shm/cbreaker.x (anyone may make one) would hang cbctl forever (a
- * library bug; the fix belongs in src/inspect.c: open with O_NONBLOCK and
- * refuse anything that is not a regular file). Until then every library
- * read runs under a one-shot 500 ms interval timer whose SIGALRM, installed
- * without SA_RESTART, makes such an open fail with EINTR; the entry is
- * then reported as not a regular file. cb_inspect never waits otherwise,
- * so the timer fires only for such objects.
+ * Neither ever blocks: the library opens objects with O_NONBLOCK and
+ * refuses anything that is not a regular file (a FIFO, a directory, a
+ * device) at once with CB_ENOTCB; error_text_for() says which it was.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/time.h>
 
 #include "cbctl.h"
 
-#define GUARD_MS 500
-
-static void on_alarm(int sig) { (void)sig; }
-
-static void guard_arm(void)
-{
-    static int installed;
-    if (!installed) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm; /* no SA_RESTART: a blocked open fails */
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGALRM, &sa, NULL);
-        installed = 1;
-    }
-    struct itimerval it = {{0, 0}, {GUARD_MS / 1000, (GUARD_MS % 1000) * 1000}};
-    setitimer(ITIMER_REAL, &it, NULL);
-}
-
-static void guard_disarm(void)
-{
-    struct itimerval it = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &it, NULL);
-}
-
-/* An open interrupted by the guard: say what the object really is. */
-static int explain_interrupted(const char *name, int err)
-{
-    if (err != -EINTR)
-        return err;
-    char path[CB_NAME_MAX + 64];
-    struct stat st;
-    snprintf(path, sizeof path, "/dev/shm/cbreaker.%s", name);
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return -ENODEV;
-    return err;
-}
-
-int read_circuit(const char *name, cb_info *out)
-{
-    guard_arm();
-    int rc = cb_inspect(name, out);
-    guard_disarm();
-    return explain_interrupted(name, rc);
-}
-
 static int keep(const char *name, const cb_info *info, int err, void *ctx)
 {
-    guard_disarm();
     struct entries *e = ctx;
     if (e->n == e->cap) {
         size_t cap = e->cap ? 2 * e->cap : 16;
@@ -89,21 +33,18 @@ static int keep(const char *name, const cb_info *info, int err, void *ctx)
             *c = '?';
     /* A corrupt state word makes the circuit unusable until reset: it is
      * listed as invalid, with the reason, like a foreign object. */
-    x->err = explain_interrupted(name, err);
+    x->err = err;
     if (info && err == 0)
         x->info = *info;
     else
         memset(&x->info, 0, sizeof x->info);
-    guard_arm();
     return 0;
 }
 
 int read_all(struct entries *out)
 {
     memset(out, 0, sizeof *out);
-    guard_arm();
     int rc = cb_list(keep, out);
-    guard_disarm();
     if (rc != 0) {
         entries_free(out);
         return rc > 0 ? -EIO : rc;

@@ -137,7 +137,7 @@ static void print_json(FILE *f, const cb_info *in, uint64_t now)
 int cmd_show(const struct options *o, const char *name)
 {
     static cb_info info; /* large: not on the stack */
-    int rc = read_circuit(name, &info);
+    int rc = cb_inspect(name, &info);
     if (rc != 0)
         return report_error(name, rc);
     if (o->quiet)

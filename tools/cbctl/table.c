@@ -257,7 +257,7 @@ void print_table(FILE *f, const struct entries *e, const struct options *o, uint
                 fprintf(f, "%-*s  ", (int)width[0], x->name);
             else
                 fprintf(f, "%s: ", x->name);
-            fprintf(f, "invalid: %s (%s)\n", error_text(x->err), error_name(x->err));
+            fprintf(f, "invalid: %s (%s)\n", error_text_for(x->name, x->err), error_name(x->err));
             continue;
         }
         for (size_t c = 0; c < ncols; c++)
@@ -283,7 +283,7 @@ void print_list_json(FILE *f, const struct entries *e, const struct options *o, 
         json_bool(&j, "valid", !x->err);
         if (x->err) {
             json_string(&j, "error", error_name(x->err));
-            json_string(&j, "reason", error_text(x->err));
+            json_string(&j, "reason", error_text_for(x->name, x->err));
         }
         struct row r = {&x->info, now_ms};
         for (size_t c = 0; c < ncols && !x->err; c++) {

@@ -7,14 +7,13 @@
  * Otherwise: one line per transition as it happens, in the library's
  * key=value log format (cb_log_listener), for `cbctl watch redis | logger`.
  * Each circuit's history is polled (default every 100 ms) and the entries
- * that were not there at the previous poll are printed, oldest first. The
- * history ring does not say which generation an entry belongs to, so
- * "new" is decided by content: the entries of this poll minus those of
- * the previous one, as multisets (two transitions identical in every field,
- * same pid and millisecond, are still told apart by count). An entry that
- * was half-written at one poll is simply found at the next. Transitions
- * already in the ring when watch starts are not printed; those of a
- * circuit that appears later are, if they are newer than the start.
+ * whose generation was not in the history at the previous poll are
+ * printed, oldest first. Each generation is entered by one transition at
+ * most, so two transitions identical in every field are still two lines,
+ * and an entry that was half-written at one poll (absent from it) is
+ * simply found at the next. Transitions already in the ring when watch
+ * starts are not printed; those of a circuit that appears later are, if
+ * they are newer than the start.
  */
 #include <errno.h>
 #include <signal.h>
@@ -59,7 +58,7 @@ static int poll_circuits(const char *name, struct entries *e)
     if (!e->v)
         return -1;
     e->cap = 1;
-    int rc = read_circuit(name, &e->v[0].info);
+    int rc = cb_inspect(name, &e->v[0].info);
     if (rc == -ENOENT)
         return 0;
     snprintf(e->v[0].name, sizeof e->v[0].name, "%s", name);
@@ -91,18 +90,24 @@ static void redraw(const char *name, const struct options *o, uint32_t every)
     }
 }
 
-/* What the previous poll saw of one circuit. */
+/* cb_info.generation is 22 bits wide and wraps. */
+#define GENERATION_MASK 0x3fffffu
+
+/* What the previous poll saw of one circuit: the generations in its
+ * history, and its own. */
 struct seen {
     char name[CB_NAME_MAX + 64];
     uint32_t generation;
     unsigned len;
-    cb_transition history[CB_HISTORY_MAX];
+    uint32_t gens[CB_HISTORY_MAX];
 };
 
-static int same(const cb_transition *a, const cb_transition *b)
+static int had(const struct seen *s, uint32_t generation)
 {
-    return a->from == b->from && a->to == b->to && a->reason == b->reason && a->failures == b->failures &&
-           a->pid == b->pid && a->wall_ms == b->wall_ms;
+    for (unsigned k = 0; k < s->len; k++)
+        if (s->gens[k] == generation)
+            return 1;
+    return 0;
 }
 
 static void print_transition(const char *name, const cb_transition *t)
@@ -112,25 +117,19 @@ static void print_transition(const char *name, const cb_transition *t)
            (int)t->pid, (unsigned long long)t->wall_ms);
 }
 
-/* Print what `now` has that `before` had not (NULL: a circuit new since
- * start_ms), oldest first; then remember `now`. */
-static void report_new(struct seen *before, const cb_info *now, const char *name, uint64_t start_ms)
+/* Print the entries of `now` whose generation `before` had not (NULL: a
+ * circuit new since start_ms), oldest first. */
+static void report_new(const struct seen *before, const cb_info *now, const char *name, uint64_t start_ms)
 {
-    int used[CB_HISTORY_MAX] = {0};
-    unsigned printed = 0;
     for (unsigned i = now->history_len; i-- > 0;) {
         const cb_transition *t = &now->history[i];
-        int old = 0;
-        for (unsigned k = 0; before && k < before->len && !old; k++)
-            if (!used[k] && same(t, &before->history[k]))
-                old = used[k] = 1;
-        if (old || (!before && t->wall_ms < start_ms))
+        if (before ? had(before, t->generation) : t->wall_ms < start_ms)
             continue;
         print_transition(name, t);
-        printed++;
     }
-    if (before && printed == now->history_len && printed > 0 &&
-        ((now->generation - before->generation) & 0x3fffffu) > printed)
+    /* The ring holds the last CB_HISTORY_MAX generations: any between the
+     * previous look and those were never seen (not all are transitions). */
+    if (before && ((now->generation - before->generation) & GENERATION_MASK) > CB_HISTORY_MAX)
         fprintf(stderr, "cbctl: %s: the history ring wrapped between two looks: transitions may be missing\n",
                 name);
 }
@@ -140,7 +139,8 @@ static void remember(struct seen *s, const char *name, const cb_info *in)
     snprintf(s->name, sizeof s->name, "%s", name);
     s->generation = in->generation;
     s->len = in->history_len;
-    memcpy(s->history, in->history, sizeof s->history);
+    for (unsigned k = 0; k < in->history_len; k++)
+        s->gens[k] = in->history[k].generation;
 }
 
 static void follow(const char *name, uint32_t every)
@@ -184,7 +184,7 @@ int cmd_watch(const struct options *o, const char *name)
 {
     static cb_info info;
     if (name) {
-        int rc = read_circuit(name, &info);
+        int rc = cb_inspect(name, &info);
         if (rc != 0)
             return report_error(name, rc);
     }
