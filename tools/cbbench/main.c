@@ -197,8 +197,11 @@ int main(int argc, char **argv)
     r.m = calloc((size_t)(SC_COUNT * o.nplist * nimpl), sizeof *r.m);
     r.storms = calloc((size_t)(STORM_CLOCK_COUNT * o.nplist * nimpl), sizeof *r.storms);
     struct run_shared *rs = shared_alloc(sizeof *rs);
-    if (!r.m || !r.storms)
+    if (!r.m || !r.storms) {
+        free(r.m);
+        free(r.storms);
         return 1;
+    }
     int failed = 0;
 
     if (callgrind == 2)

@@ -30,7 +30,6 @@
 #define STORM_DEADLINE_NS (5ull * 1000000000ull)
 
 struct storm_arg {
-    enum impl impl;
     enum storm_clock clock;
     struct bench_clock *bclock;
     uint64_t base_ms;     /* injected: the trip time on the shared clock */
@@ -92,7 +91,7 @@ int storm_run(enum impl impl, enum storm_clock clock, int procs, const struct op
     cb_config cfg = {.failure_threshold = 3,
                      .reset_timeout_ms = clock == STORM_INJECTED ? INJECTED_RESET_MS : COARSE_RESET_MS,
                      .probe_timeout_ms = 3600000}; /* the lease outlives the round */
-    struct storm_arg a = {.impl = impl, .clock = clock, .bclock = bclock, .base_ms = 1000000,
+    struct storm_arg a = {.clock = clock, .bclock = bclock, .base_ms = 1000000,
                          .after = impl == IMPL_REDIS ? 50 : 20000};
     struct circuit *c = NULL;
     char label[32];
