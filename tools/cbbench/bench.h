@@ -157,6 +157,7 @@ struct measurement {
     double round_overlap[CBB_MAX_ROUNDS]; /* time all P ran at once / mean run */
     double round_agg_ns[CBB_MAX_ROUNDS]; /* wall time of the round / all calls */
     double round_cpu_ns[CBB_MAX_ROUNDS]; /* mean over processes of CPU ns/call */
+    double round_cpu_share[CBB_MAX_ROUNDS]; /* mean of CPU time / wall time: 1.0 = a CPU each */
     double cpu_median;
     double median, min, max;
     long unexpected;

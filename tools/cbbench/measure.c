@@ -93,7 +93,7 @@ int measure_round(struct circuit *c, struct measurement *m, const struct options
         return -1;
     if (counted && circuit_counters(c, &after, &failures, &state) == 0)
         check_counts(m, &before, &after, failures, state, a.warmup + a.calls);
-    double sum = 0, worst = 0, dur = 0, cpu = 0;
+    double sum = 0, worst = 0, dur = 0, cpu = 0, share = 0;
     uint64_t first_start = UINT64_MAX, last_start = 0, first_end = UINT64_MAX, last_end = 0;
     for (int i = 0; i < m->procs; i++) {
         const struct proc_result *p = &rs->proc[i];
@@ -105,6 +105,8 @@ int measure_round(struct circuit *c, struct measurement *m, const struct options
         dur += (double)(p->end_ns - p->start_ns) / m->procs;
         sum += ns;
         cpu += (double)p->cpu_ns / (double)p->calls / m->procs;
+        if (p->end_ns > p->start_ns)
+            share += (double)p->cpu_ns / (double)(p->end_ns - p->start_ns) / m->procs;
         if (ns > worst)
             worst = ns;
         m->unexpected += rs->proc[i].unexpected;
@@ -112,6 +114,7 @@ int measure_round(struct circuit *c, struct measurement *m, const struct options
     m->round_ns[m->nrounds] = sum / m->procs;
     m->round_max_ns[m->nrounds] = worst;
     m->round_cpu_ns[m->nrounds] = cpu;
+    m->round_cpu_share[m->nrounds] = share;
     /* Did the processes really run at the same time? 1.0: all the time. */
     m->round_overlap[m->nrounds] =
         first_end > last_start && dur > 0 ? (double)(first_end - last_start) / dur : 0.0;
