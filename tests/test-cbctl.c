@@ -824,8 +824,15 @@ START_TEST(test_list_and_show_see_workers)
     ck_assert_msg(strstr(line, " CLOSED ") && strstr(line, "/3"), "row: %s", line);
     run_free(&r);
 
-    /* The dependency fails: the pool trips together, and then rejects. */
+    /* The dependency fails: the pool trips together, and then rejects.
+     * (Wait for the trip first: one worker may make several allowed calls
+     * before the third failure lands, as under valgrind.) */
     pool->fail = 1;
+    uint64_t deadline = mono_ms() + 10000;
+    for (inspect(pool->name, &info); info.state != CB_OPEN; inspect(pool->name, &info)) {
+        ck_assert_msg(mono_ms() < deadline, "the workers' failures never tripped the circuit");
+        tl_sleep_ms(1);
+    }
     assert_workers_get(pool, CB_REJECTED);
     inspect(pool->name, &info);
     ck_assert_int_eq(info.state, CB_OPEN);
