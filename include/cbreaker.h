@@ -39,8 +39,13 @@
  *    kill(pid, 0); processes sharing a circuit should share the pid
  *    namespace, or a dead creator's claim can look alive (CB_EBUSY).
  *  - Truncating a segment (ftruncate on /dev/shm/cbreaker.NAME) while
- *    processes have it mapped makes their next access fault; nothing in the
- *    library does that, and cb_unlink only removes the name.
+ *    processes have it mapped (handles of cb_open, cb_attach) makes their
+ *    next access fault; nothing in the library does that, and cb_unlink
+ *    only removes the name. cb_inspect and cb_list map nothing: any
+ *    object, whoever owns it, gives them a snapshot or an error.
+ *  - The history (cb_info.history) is for display: an entry can be
+ *    missing (its writer killed mid-entry, or recorded while the snapshot
+ *    was read), never shown half-written or mixed with another one.
  */
 #ifndef CBREAKER_H
 #define CBREAKER_H
