@@ -11,13 +11,17 @@
  * for, and no object can kill the process that lists it.
  *
  * The copy is not atomic with writers. The state word is read again on
- * its own, with one 8-byte pread after the bulk copy (an aligned word, in
- * one piece), and the snapshot is derived from that value as cb_get_info
- * derives it from a live segment; counters and history come from the bulk
- * copy, a little older than the state, as they come a little newer from a
- * live segment. The history ring tags each word with its generation
- * (history.c), so an entry the copy caught mid-write is skipped, never
- * shown mixed; an entry written after the copy is simply absent.
+ * its own, with one 8-byte pread after the bulk copy, and the snapshot is
+ * derived from that value as cb_get_info derives it from a live segment;
+ * counters and history come from the bulk copy, a little older than the
+ * state, as they come a little newer from a live segment. The history
+ * ring tags each word with its generation (history.c), so an entry the
+ * copy caught mid-write is skipped, never shown mixed; an entry written
+ * after the copy is simply absent. This relies on the kernel copying each
+ * aligned 8-byte word in one piece, as Linux does on x86-64 and arm64 in
+ * practice (no interface promises it); a word torn anyway could only
+ * misdisplay, never crash or fake an impossible state: the state's two
+ * bits sit in one byte.
  *
  * Listing enumerates CB_SHM_DIR, where Linux keeps POSIX shm objects, and
  * reports every cbreaker.* entry: a valid circuit with its snapshot,
