@@ -36,9 +36,9 @@
  * entries out of view for up to 2^21 generations: display only.
  *
  * This also holds for a copy of the segment taken without any atomicity
- * (cb_inspect's pread): each word is tagged on its own, so a copy that
- * caught a slot mid-write holds words of two generations and the entry is
- * skipped.
+ * between words (cb_inspect's pread, which copies each aligned word
+ * whole): each word is tagged on its own, so a copy that caught a slot
+ * mid-write holds words of two generations and the entry is skipped.
  */
 #include "history.h"
 #include "state_word.h"
