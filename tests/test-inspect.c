@@ -18,7 +18,9 @@
  *                    thousands of cb_inspect and cb_list calls and runs
  *                    of the real cbctl list, show and metrics (path in
  *                    $CBCTL) within a bounded time, never a signal, each
- *                    result a valid snapshot or CB_ESIZE.
+ *                    result a valid snapshot or CB_ESIZE; a history entry
+ *                    whose words belong to two generations (what a copy
+ *                    taken mid-write holds) is left out.
  *   cb_list          reports valid and invalid objects alike (a FIFO and
  *                    a directory too, without blocking), in name order,
  *                    with the snapshot (valid) or NULL and the reason
@@ -400,6 +402,32 @@ START_TEST(test_inspect_read_permission_is_enough)
 }
 END_TEST
 
+/* What a copy caught between two writers of a slot holds: one word of
+ * generation 2's entry already rewritten by generation 34's writer. */
+START_TEST(test_inspect_skips_entry_of_two_generations)
+{
+    const char *name = unique_name("torn");
+    cb_breaker *b = open_circuit(name, 1, 60000, 0600);
+    fail_n(b, 1);                       /* generation 1: CLOSED -> OPEN */
+    ck_assert_int_eq(cb_reset(b), CB_OPEN); /* generation 2: OPEN -> CLOSED */
+    fail_n(b, 1);                       /* generation 3 */
+    cb_close(b);
+    static cb_info info;
+    ck_assert_int_eq(cb_inspect(name, &info), 0);
+    ck_assert_uint_eq(info.history_len, 3);
+
+    uint64_t pid_word = (uint64_t)(2 + CB_RING) << CB_RING_VALUE_BITS | 4242u;
+    patch(name, offsetof(struct cb_segment, ring[2].word[CB_RW_PID]), &pid_word, sizeof pid_word);
+    ck_assert_int_eq(cb_inspect(name, &info), 0);
+    ck_assert_uint_eq(info.history_len, 2);
+    ck_assert_uint_eq(info.history[0].generation, 3);
+    ck_assert_uint_eq(info.history[1].generation, 1);
+    for (unsigned i = 0; i < info.history_len; i++)
+        ck_assert_int_eq(info.history[i].pid, getpid());
+    forget_all();
+}
+END_TEST
+
 /* ---- a segment shrunk and grown under the reader ---- */
 
 #define RESIZE_RUN_MS 2000u
@@ -694,6 +722,7 @@ static Suite *inspect_suite(void)
     tcase_add_test(tc, test_inspect_matches_get_info);
     tcase_add_test(tc, test_inspect_errors);
     tcase_add_test(tc, test_inspect_read_permission_is_enough);
+    tcase_add_test(tc, test_inspect_skips_entry_of_two_generations);
     tcase_add_test(tc, test_inspect_survives_segment_shrunk_under_it);
     suite_add_tcase(s, tc);
 
