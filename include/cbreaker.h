@@ -39,8 +39,13 @@
  *    kill(pid, 0); processes sharing a circuit should share the pid
  *    namespace, or a dead creator's claim can look alive (CB_EBUSY).
  *  - Truncating a segment (ftruncate on /dev/shm/cbreaker.NAME) while
- *    processes have it mapped makes their next access fault; nothing in the
- *    library does that, and cb_unlink only removes the name.
+ *    processes have it mapped (handles of cb_open, cb_attach) makes their
+ *    next access fault; nothing in the library does that, and cb_unlink
+ *    only removes the name. cb_inspect and cb_list map nothing: any
+ *    object, whoever owns it, gives them a snapshot or an error.
+ *  - The history (cb_info.history) is for display: an entry can be
+ *    missing (its writer killed mid-entry, or recorded while the snapshot
+ *    was read), never shown half-written or mixed with another one.
  */
 #ifndef CBREAKER_H
 #define CBREAKER_H
@@ -276,11 +281,18 @@ CB_EXPORT cb_state cb_get_state(cb_breaker *b);
 CB_EXPORT int cb_get_info(cb_breaker *b, cb_info *out);
 
 /**
- * Snapshot circuit NAME through a read-only mapping, without a handle: a
- * user with read permission only can inspect it. Never creates, repairs or
- * waits. Returns 0 (or CB_ECORRUPT, *out still filled), or
- *   -EINVAL (out NULL), CB_ENAME, -ENOENT, -EACCES,
+ * Snapshot circuit NAME without a handle: a user with read permission
+ * only can inspect it. Never creates, repairs or waits, and never maps the
+ * object: it is read with pread into a private copy, so an object that
+ * its owner shrinks meanwhile gives CB_ESIZE, never SIGBUS. The copy is
+ * not atomic with writers: the state (and everything derived from it) is
+ * one value of the state word, read last; counters and history may be a
+ * moment older, and a transition recorded during the copy may be missing
+ * from the history, never shown half-written. Returns 0 (or CB_ECORRUPT,
+ * *out still filled), or
+ *   -EINVAL (out NULL), CB_ENAME, -ENOENT, -EACCES, -ENOMEM,
  *   CB_ENOTCB, CB_EVERSION, CB_ESIZE, CB_ELAYOUT as cb_open(),
+ *   CB_ESIZE     also: the object shrank while it was read
  *   CB_EBUSY     the segment is not initialized yet
  */
 CB_EXPORT int cb_inspect(const char *name, cb_info *out);
@@ -295,7 +307,9 @@ typedef int (*cb_list_fn)(const char *name, const cb_info *info, int err, void *
 /**
  * Call fn for every /dev/shm/cbreaker.* object on the host, in name
  * order, valid or not: a broken object is reported, never skipped, and
- * does not stop the listing. Returns 0, the non-zero value fn returned,
+ * does not stop the listing. Each object is read as cb_inspect() reads
+ * it, so no object, whoever owns it, can kill the caller with SIGBUS.
+ * Returns 0, the non-zero value fn returned,
  * -EINVAL (fn NULL), -ENOMEM, or -errno if /dev/shm cannot be read.
  */
 CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);

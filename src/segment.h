@@ -69,13 +69,24 @@ struct cb_stripe {
     uint8_t pad[CB_LINE - 8 - CB_C_COUNT * 8];
 };
 
-/* One remembered transition. seq is 2*gen+1 while it is written and
- * 2*gen+2 when complete (a seqlock per slot; see history.c). */
+/* One remembered transition: four words, each holding the generation it
+ * belongs to in its top CB_RING_TAG_BITS bits and one field below (see
+ * history.c for why every word carries it). */
+enum cb_ring_word {
+    CB_RW_WHAT,     /* CB_RW_WRITTEN | from | to << 8 | reason << 16 */
+    CB_RW_FAILURES, /* consecutive failures that caused it */
+    CB_RW_PID,      /* the process whose CAS made it */
+    CB_RW_WALL_MS,  /* CLOCK_REALTIME ms, modulo 2^42 (year 2109) */
+    CB_RW_COUNT
+};
+#define CB_RING_TAG_BITS 22u /* = CB_GEN_BITS (state_word.h) */
+#define CB_RING_VALUE_BITS (64u - CB_RING_TAG_BITS)
+#define CB_RING_VALUE_MASK ((UINT64_C(1) << CB_RING_VALUE_BITS) - 1u)
+/* Set in every what word written: tells generation 0 from zeroed memory. */
+#define CB_RW_WRITTEN (UINT64_C(1) << 24)
+
 struct cb_ring_entry {
-    _Atomic uint64_t seq;
-    _Atomic uint64_t what; /* from | to << 8 | reason << 16 | failures << 32 */
-    _Atomic uint64_t pid;
-    _Atomic uint64_t wall_ms;
+    _Atomic uint64_t word[CB_RW_COUNT];
 };
 
 struct cb_segment {
