@@ -400,13 +400,22 @@ local function retry_after(b)
     return tonumber(ms) / 1000
 end
 
--- c:acquire() -> permit, "allowed" | "probe"; or nil, "rejected", seconds
-function mt.acquire(self)
+-- c:acquire([permit]) -> permit, "allowed" | "probe"; or nil, "rejected",
+-- seconds. Without an argument each admitted call gets a new permit (a
+-- 16-byte cdata); a loop that holds one call at a time can pass its own
+-- (cb.permit()), which is filled in and returned: no allocation at all.
+function mt.acquire(self, permit)
     local b = self.b
     if not b then
         return nil, closed_err
     end
-    local verdict = cb_acquire(b, scratch_permit)
+    local into = permit
+    if into == nil then
+        into = scratch_permit
+    elseif not ffi_istype(permit_t, into) then
+        return nil, permit_err
+    end
+    local verdict = cb_acquire(b, into)
     local rec = self.rec
     if rec.len ~= 0 then
         flush(rec)
@@ -414,10 +423,15 @@ function mt.acquire(self)
     if verdict == CB_REJECTED then
         return nil, "rejected", retry_after(b)
     end
-    local permit = ffi_new(permit_t)
-    permit.opaque[0] = scratch_permit.opaque[0]
-    permit.opaque[1] = scratch_permit.opaque[1]
+    if permit == nil then
+        permit = ffi_new(permit_t, into)
+    end
     return permit, verdict == CB_PROBE and "probe" or "allowed"
+end
+
+-- cb.permit() -> an empty permit, for c:acquire(permit).
+function _M.permit()
+    return ffi_new(permit_t)
 end
 
 local function reporter(report)

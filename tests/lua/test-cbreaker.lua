@@ -333,6 +333,25 @@ test("a private circuit is this process's alone", function()
     p:close()
 end)
 
+test("acquire(permit) fills the caller's permit; the permit is a value", function()
+    local c = clocked("own-permit")
+    local p = cb.permit()
+    local q, v = c:acquire(p)
+    ok(q == p and v == "allowed", "the same permit comes back")
+    local copy = cb.permit()
+    ffi.copy(copy, p, ffi.sizeof(p))
+    assert(c:failure(p))
+    assert(c:failure(p)) -- emptied by the first report
+    eq(c:info().failures, 1)
+    assert(c:failure(copy)) -- a copy reported too counts (as in C)
+    eq(c:info().failures, 2)
+    eq(select(2, c:acquire("permit")), "permit must be a permit from acquire()")
+    fail(c, 1)
+    local r, verdict, retry = c:acquire(p)
+    ok(r == nil and verdict == "rejected" and retry > 0, "rejected with the caller's permit")
+    c:close()
+end)
+
 -- ---------------------------------------------------------------- bad input
 test("bad names: nil, err from the library, nothing created", function()
     for _, bad in ipairs { "", ("x"):rep(201), "a/b", "sp ace", "dot/../x" } do
@@ -460,7 +479,15 @@ test("acquire + success compile to a trace without aborts", function()
             c:success(p)
         end
     end
+    local own = cb.permit()
+    local function loop_own(n)
+        for _ = 1, n do
+            c:acquire(own)
+            c:success(own)
+        end
+    end
     loop(2000)
+    loop_own(2000)
     jit.attach(function() end)
     local stops, aborts = 0, {}
     for _, e in ipairs(events) do
@@ -472,7 +499,7 @@ test("acquire + success compile to a trace without aborts", function()
     end
     ok(stops >= 1, "no trace compiled")
     eq(#aborts, 0, "aborts: " .. table.concat(aborts, "; "))
-    eq(c:info().counters.successes, 2000)
+    eq(c:info().counters.successes, 4000)
     c:close()
 end)
 
