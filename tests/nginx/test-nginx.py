@@ -352,8 +352,9 @@ def attempts(prefix, t0, t1):
     """Attempts that hit the dead upstream: servers in $upstream_addr whose
     $upstream_status is 502 or 504 (connect refused, timeout; not nginx's
     "no live upstreams", logged with the group's name), of requests that
-    started in [t0, t1), from nginx's access log."""
-    n = 0
+    started in [t0, t1), from nginx's access log. Returns the attempts and
+    the requests that made at least one."""
+    n = hit = 0
     with open(os.path.join(prefix, "logs", "access.log")) as f:
         for line in f:
             m = re.match(r'(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)"', line)
@@ -361,9 +362,11 @@ def attempts(prefix, t0, t1):
             if t0 <= start < t1:
                 addrs = re.split(r", | : ", m.group(4))
                 statuses = re.split(r", | : ", m.group(5))
-                n += sum(1 for a, st in zip(addrs, statuses)
-                         if re.match(r"\d+\.\d+\.\d+\.\d+:\d+$", a) and st in ("502", "504"))
-    return n
+                k = sum(1 for a, st in zip(addrs, statuses)
+                        if re.match(r"\d+\.\d+\.\d+\.\d+:\d+$", a) and st in ("502", "504"))
+                n += k
+                hit += k > 0
+    return n, hit
 
 
 # ---------------------------------------------------------------- outage
@@ -387,7 +390,8 @@ def outage_run(prefix, conf, port, upstream, circuit=None):
     rows = clients.finish()
     after = cbctl_json(circuit) if circuit else None
     r = {
-        "attempts": attempts(prefix, t_kill, t_back),
+        "attempts": attempts(prefix, t_kill, t_back)[0],
+        "hit": attempts(prefix, t_kill, t_back)[1],
         "requests": len(rows),
         "outage_requests": sum(1 for row in rows if t_kill <= float(row[0]) < t_back),
         "statuses": {},
@@ -479,10 +483,11 @@ def test_outage():
             log("max_fails: upstream attempts during the outage: %d" % m["attempts"])
             m["nginx"].stop()
             upstream.kill()
-            print("RESULT outage=%.0fs reset=%ds clients=%d | cbreaker: attempts %d, requests %d, answered %s | "
-                  "max_fails: attempts %d, requests %d, answered %s" %
-                  (OUTAGE, RESET, CLIENTS, r["attempts"], r["outage_requests"], r["statuses"], m["attempts"],
-                   m["outage_requests"], m["statuses"]), flush=True)
+            for name, x in (("cbreaker", r), ("max_fails", m)):
+                print("RESULT %-9s outage %.0f s, reset %d s, %d clients: %d requests during the outage, "
+                      "%d upstream attempts hit the dead upstream, by %d requests; whole run answered %s" %
+                      (name, OUTAGE, RESET, CLIENTS, x["outage_requests"], x["attempts"], x["hit"],
+                       x["statuses"]), flush=True)
             check(m["attempts"] >= r["attempts"], "max_fails let at least as many attempts through")
         finally:
             shutil.rmtree(mf_prefix, ignore_errors=True)
