@@ -116,6 +116,8 @@ const char *cb_reason_name(cb_reason r);
 void cb_set_clock(cb_breaker *b, uint64_t (*now_ms)(void *ctx), void *ctx);
 const char *cb_strerror(int err);
 const char *cb_version(void);
+typedef struct { long tv_sec; long tv_nsec; } cb_lua_timespec;
+int clock_gettime(int clk, cb_lua_timespec *ts);
 ]]
 
 -- The library: libcbreaker.so (or its soname) in a package.cpath directory
@@ -173,6 +175,9 @@ local info_buf = ffi_new("cb_info")
 local scratch_permit = ffi_new(permit_t)
 local line_buf_len = 512
 local line_buf = ffi_new("char[?]", line_buf_len)
+
+local mono_ts = ffi_new("cb_lua_timespec")
+local CLOCK_MONOTONIC_COARSE = 6 -- the library's clock (Linux)
 
 local CB_REJECTED, CB_PROBE = 0, 2
 local state_names = { [0] = "CLOSED", [1] = "OPEN", [2] = "HALF_OPEN" }
@@ -391,13 +396,31 @@ local closed_err = "circuit handle is closed"
 local permit_err = "permit must be a permit from acquire()"
 
 -- Seconds until a rejected caller should try again: until the probe may
--- go (OPEN) or until the probe's lease runs out (HALF_OPEN).
-local function retry_after(b)
+-- go (OPEN) or until the probe's lease runs out (HALF_OPEN). A snapshot
+-- (cb_get_info, ~0.4 us) is taken once; later rejections count down from
+-- it on the same coarse monotonic clock until it runs out, so a storm of
+-- rejections costs a clock read each. The hint can only come out short
+-- (the circuit re-opened meanwhile): the caller retries early and gets a
+-- fresh one. Not cached under c:set_clock (the library's clock is not
+-- ours then).
+local function retry_after(self, b)
+    local now
+    if not self.custom_clock then
+        ffi.C.clock_gettime(CLOCK_MONOTONIC_COARSE, mono_ts)
+        now = tonumber(mono_ts.tv_sec) * 1000 + tonumber(mono_ts.tv_nsec) / 1e6
+        local until_ms = self.retry_until
+        if until_ms and now < until_ms then
+            return (until_ms - now) / 1000
+        end
+    end
     if cb_get_info(b, info_buf) < 0 then
         return 0
     end
-    local ms = info_buf.state == 1 and info_buf.ms_until_probe or info_buf.probe_lease_ms
-    return tonumber(ms) / 1000
+    local ms = tonumber(info_buf.state == 1 and info_buf.ms_until_probe or info_buf.probe_lease_ms)
+    if now then
+        self.retry_until = now + ms
+    end
+    return ms / 1000
 end
 
 -- c:acquire([permit]) -> permit, "allowed" | "probe"; or nil, "rejected",
@@ -421,7 +444,7 @@ function mt.acquire(self, permit)
         flush(rec)
     end
     if verdict == CB_REJECTED then
-        return nil, "rejected", retry_after(b)
+        return nil, "rejected", retry_after(self, b)
     end
     if permit == nil then
         permit = ffi_new(permit_t, into)
@@ -579,6 +602,8 @@ function mt.set_clock(self, fn, ctx)
         return nil, "clock must be a C function pointer or nil"
     end
     C.cb_set_clock(b, fn, ctx)
+    self.custom_clock = fn ~= nil
+    self.retry_until = nil
     return true
 end
 

@@ -352,6 +352,18 @@ test("acquire(permit) fills the caller's permit; the permit is a value", functio
     c:close()
 end)
 
+test("retry_after on the real clock counts down from one snapshot", function()
+    local c = assert(cb.open(unique_name("retry"), { reset_timeout = 30 }))
+    c:trip()
+    local _, v1, r1 = c:acquire()
+    local _, v2, r2 = c:acquire()
+    eq(v1, "rejected")
+    eq(v2, "rejected")
+    ok(r1 > 29 and r1 <= 30.02, "first hint " .. r1)
+    ok(r2 <= r1 and r2 > 29, "second hint " .. r2)
+    c:close()
+end)
+
 -- ---------------------------------------------------------------- bad input
 test("bad names: nil, err from the library, nothing created", function()
     for _, bad in ipairs { "", ("x"):rep(201), "a/b", "sp ace", "dot/../x" } do
@@ -467,11 +479,21 @@ test("the loader says which paths it tried", function()
     ok(out:find("system search path", 1, true), out)
 end)
 
-test("acquire + success compile to a trace without aborts", function()
+test("acquire + success compile to traces: no NYI, no callback abort", function()
     local c = assert(cb.open(unique_name("jit")))
     local events = {}
-    jit.attach(function(what, _, _, _, otr, oex)
-        events[#events + 1] = what == "abort" and ("abort: " .. tostring(oex)) or what
+    local vmdef = require "jit.vmdef"
+    local funcinfo = require("jit.util").funcinfo
+    jit.attach(function(what, _, func, pc, otr, oex)
+        if what == "abort" then
+            local where = funcinfo(func, pc)
+            local why = type(otr) == "number" and vmdef.traceerr[otr] or tostring(otr)
+            if type(oex) == "number" and why:find("%d", 1, true) then
+                why = why:format(oex)
+            end
+            what = ("abort: %s at %s:%s"):format(why, where.source, tostring(where.currentline))
+        end
+        events[#events + 1] = what
     end, "trace")
     local function loop(n)
         for _ = 1, n do
@@ -493,11 +515,13 @@ test("acquire + success compile to a trace without aborts", function()
     for _, e in ipairs(events) do
         if e == "stop" then
             stops = stops + 1
-        elseif e:match("^abort") then
+        elseif e:match("^abort") and not e:match("^abort: loop unroll limit reached") then
+            -- (the recorder retries an unrolled loop from another start:
+            -- harmless; NYI, callbacks, blacklisting are not)
             aborts[#aborts + 1] = e
         end
     end
-    ok(stops >= 1, "no trace compiled")
+    ok(stops >= 2, "a trace for each loop: " .. stops)
     eq(#aborts, 0, "aborts: " .. table.concat(aborts, "; "))
     eq(c:info().counters.successes, 4000)
     c:close()
