@@ -337,15 +337,32 @@ def fill(text, **kw):
     return text
 
 
-def recipe(prefix, port, upstream_port, circuit, mode, in_master):
+def recipe(prefix, port, upstream_port, circuit, mode, in_master, lua_dir=None, lib_dir=None,
+           user=os.geteuid() == 0, reset=None):
+    reset = RESET if reset is None else reset
     with open(os.environ["TEMPLATE"]) as f:
         text = f.read()
-    opener = OPEN_SNIPPET.replace("@CIRCUIT@", circuit).replace("@RESET@", str(RESET)).replace("@MODE@", mode)
-    return fill(text, USER="user nobody nogroup;" if os.geteuid() == 0 else "",
-                LUA_DIR=os.path.join(prefix, "lua"), LIB_DIR=os.path.join(prefix, "lib"), RESET=RESET,
+    opener = OPEN_SNIPPET.replace("@CIRCUIT@", circuit).replace("@RESET@", str(reset)).replace("@MODE@", mode)
+    return fill(text, USER="user nobody nogroup;" if user else "",
+                LUA_DIR=lua_dir or os.path.join(prefix, "lua"), LIB_DIR=lib_dir or os.path.join(prefix, "lib"),
+                RESET=reset,
                 OPEN_IN_MASTER=opener if in_master else "-- opened in each worker",
                 OPEN_IN_WORKER=opener if not in_master else "-- opened in the master (init_by_lua_block)",
                 UPSTREAM_PORT=upstream_port, PORT=port)
+
+
+def test_readme():
+    """The README's recipe is the template the tests run, filled in."""
+    with open(os.environ["README"]) as f:
+        readme = f.read()
+    blocks = re.findall(r"```nginx\n(.*?)```", readme, re.S)
+    check(len(blocks) == 1, "one nginx block in the README")
+    body = open(os.environ["TEMPLATE"]).read()
+    body = body[body.index("load_module"):]  # the template's header comment is not in the README
+    want = recipe(None, 8080, 8081, "backend", "0600", True, lua_dir="/usr/local/share/lua/5.1",
+                  lib_dir="/usr/local/lib/x86_64-linux-gnu", user=True, reset=60)
+    want = want[want.index("load_module"):]
+    check(blocks[0] == want, "the README's recipe is tests/nginx/cbreaker-nginx.conf.in filled in")
 
 
 def attempts(prefix, t0, t1):
@@ -558,6 +575,10 @@ def main():
         return upstream_main([int(p) for p in sys.argv[3:]], sys.argv[2])
     if sys.argv[1] == "--client":
         return client_main(*sys.argv[2:5])
+    if sys.argv[1] == "readme":
+        test_readme()
+        print("PASS")
+        return
     if not os.access(NGINX, os.X_OK):
         skip_or_fail("nginx is not installed")
     if not os.path.exists(LUA_MODULE):
