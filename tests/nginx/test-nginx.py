@@ -19,8 +19,9 @@ binding, as a real server (issue 12). Run by meson test (suite 'nginx'):
       asserted beyond being worse or equal).
   test-nginx.py shared   pattern B: the workers open the circuit by name
       (init_worker_by_lua_block). A root-made 0600 circuit is refused to
-      them (Permission denied, logged; nginx proxies unguarded); a 0666 one
-      is shared: failures reported by a C program (cb-report) trip it for
+      them (Permission denied, logged; nginx proxies unguarded); one they
+      create is theirs (nobody, 0600) and root's cbctl still controls it; a
+      root-made 0666 one is shared: failures reported by a C program (cb-report) trip it for
       the nginx workers, failures seen by nginx make the C program's
       acquire rejected, and `cbctl reset` closes it for both.
 
@@ -538,6 +539,17 @@ def test_shared():
             check(get(port)[0] == 200, "unguarded: nginx still proxies")
             check("cannot open %s: Permission denied" % circuit in nginx.log(),
                   "pattern B: workers (nobody) get Permission denied on a root 0600 circuit")
+            nginx.stop()
+            cbctl("rm", circuit)
+            # pattern B, the workers create it: theirs, 0600, still root's to control
+            nginx = Nginx(prefix, recipe(prefix, port, up, circuit, "0600", in_master=False))
+            open(nginx.stderr, "w").close()
+            nginx.start(port)
+            check(get(port)[0] == 200 and "cannot open" not in nginx.log(), "pattern B: the workers create it")
+            st = os.stat("/dev/shm/cbreaker." + circuit)
+            check(st.st_uid == 65534 and st.st_mode & 0o777 == 0o600, "owned by nobody, mode 0600")
+            cbctl("trip", circuit)
+            check(get(port)[0] == 503, "root's cbctl trip reaches the workers")
             nginx.stop()
             cbctl("rm", circuit)
             cbctl("create", circuit, "--threshold", "3", "--reset-timeout", "60s", "--mode", "0666")
