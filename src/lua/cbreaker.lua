@@ -192,7 +192,9 @@ end
 -- ---------------------------------------------------------------- config
 -- One row per cb_config field: the option's name, the C field and how a
 -- Lua value becomes the C value. Options are named as in the Python
--- binding: the C name without "_ms", in seconds where C counts ms.
+-- binding: the C name without "_ms", in seconds where C counts ms. A new
+-- cb_config field is one row here (open() and info() both read the
+-- table) plus its line in the cdef above (the ABI test fails without it).
 local UINT32_MAX = 4294967295
 
 local function to_count(v)
@@ -237,7 +239,6 @@ local config_fields = {
     mode = { "mode", to_mode },
     flags = { "flags", to_flags },
 }
-_M.config_fields = config_fields
 
 -- opts -> a fresh cb_config (opening is not a hot path), or nil, err.
 local function make_config(opts)
@@ -288,17 +289,18 @@ function _M.set_logger(fn)
     return true
 end
 
--- Log and empty the record: runs only after a transition.
+-- Log and empty the record: runs only after a transition. A logger that
+-- throws loses its line, never the caller's call.
 local function flush(rec)
     local len = rec.len
     for i = 0, len - 1 do
         local n = C.cb_format_event(rec.events + i, line_buf, line_buf_len)
         if n > 0 then
-            logger(ffi_string(line_buf, n < line_buf_len and n or line_buf_len - 1))
+            pcall(logger, ffi_string(line_buf, n < line_buf_len and n or line_buf_len - 1))
         end
     end
-    if rec.dropped > 0 then
-        logger("event=circuit_breaker_events_dropped count=" .. tonumber(rec.dropped))
+    if rec.dropped > 0 then -- not from the binding: it polls after every call
+        pcall(logger, "event=circuit_breaker_events_dropped count=" .. tonumber(rec.dropped))
     end
     rec.len = 0
     rec.dropped = 0
@@ -531,12 +533,7 @@ local function info_table(info)
         ms_until_probe = state == 1 and tonumber(info.ms_until_probe) or nil,
         probe_pid = info.probe_pid ~= 0 and tonumber(info.probe_pid) or nil,
         probe_lease_ms = state == 2 and tonumber(info.probe_lease_ms) or nil,
-        config = {
-            failure_threshold = tonumber(info.config.failure_threshold),
-            reset_timeout_ms = tonumber(info.config.reset_timeout_ms),
-            probe_timeout_ms = tonumber(info.config.probe_timeout_ms),
-            mode = mode_string(info.config.mode),
-        },
+        config = {},
         segment = {
             layout_version = tonumber(info.layout_version),
             size = tonumber(info.segment_size),
@@ -544,6 +541,10 @@ local function info_table(info)
         counters = {},
         history = {},
     }
+    for _, field in pairs(config_fields) do -- C names, as cbctl shows them
+        t.config[field[1]] = tonumber(info.config[field[1]])
+    end
+    t.config.mode = mode_string(info.config.mode)
     local k = info.counters
     for _, name in ipairs { "allowed", "rejected", "successes", "failures", "released", "late", "trips", "probes" } do
         t.counters[name] = tonumber(k[name])
