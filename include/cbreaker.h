@@ -50,6 +50,7 @@
 #ifndef CBREAKER_H
 #define CBREAKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -106,6 +107,7 @@ typedef struct cb_config {
     uint32_t reset_timeout_ms;  /* 0: 60000 */
     uint32_t probe_timeout_ms;  /* 0: reset_timeout_ms */
     uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
+    uint32_t flags; /* CB_OPEN_* bits; 0: none */
 } cb_config;
 
 /* Filled in by cb_acquire(); a report consumes it. */
@@ -340,6 +342,43 @@ CB_EXPORT void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx);
  * ctx is unused.
  */
 CB_EXPORT void cb_log_listener(const cb_event *event, void *ctx);
+
+/**
+ * Write event as one key=value line (no newline) into buf, as
+ * cb_log_listener writes it:
+ *   event=circuit_breaker_opened circuit=redis from=CLOSED to=OPEN
+ *   reason=threshold_reached failures=3 pid=1234 wall_ms=...
+ * Returns the line's length as snprintf does (len or more: buf holds a
+ * truncated line, always NUL-terminated), or -EINVAL (event or buf NULL,
+ * len 0).
+ */
+CB_EXPORT int cb_format_event(const cb_event *event, char *buf, size_t len);
+
+/** Events a cb_record holds between two polls. */
+#define CB_RECORD_MAX 8
+
+/*
+ * Transitions kept for a caller that polls instead of being called back
+ * (a LuaJIT FFI caller: a C -> Lua callback would abort its traces).
+ * Owned by the caller, zeroed before use; the caller takes events[0 ..
+ * len-1] (oldest first) and sets len and dropped back to 0. event.circuit
+ * points into the handle: valid until cb_close().
+ */
+typedef struct cb_record {
+    uint32_t len;     /* events held in events[] */
+    uint32_t dropped; /* events that came while events[] was full */
+    cb_event events[CB_RECORD_MAX];
+} cb_record;
+
+/**
+ * A ready listener that copies each event into the cb_record ctx points
+ * to (nothing else: no I/O, no allocation). Install it with
+ * cb_set_listener(b, cb_record_listener, &record) and poll record.len
+ * after each call that can make a transition (cb_acquire, the reports,
+ * cb_reset, cb_trip). The record is not locked: use one per thread.
+ * event or ctx NULL: ignored.
+ */
+CB_EXPORT void cb_record_listener(const cb_event *event, void *ctx);
 
 /**
  * The event named after the state t enters, as the reference logs it:
