@@ -82,7 +82,9 @@ enum {
     CB_ELAYOUT = CB_ERROR_BASE - 5,   /* segment shaped by other constants  */
     CB_EBUSY = CB_ERROR_BASE - 6,     /* segment not initialized yet        */
     CB_ECORRUPT = CB_ERROR_BASE - 7,  /* state word holds an impossible value */
-    CB_ELAST = CB_ECORRUPT
+    CB_EOWNER = CB_ERROR_BASE - 8,    /* segment owned by another user or
+                                         writable by others: not trusted  */
+    CB_ELAST = CB_EOWNER
 };
 
 /* Non-negative results of cb_open(). */
@@ -101,7 +103,15 @@ typedef struct cb_config {
     uint32_t reset_timeout_ms;  /* 0: 60000 */
     uint32_t probe_timeout_ms;  /* 0: reset_timeout_ms */
     uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
+    uint32_t flags;             /* CB_OPEN_* bits; 0: none */
 } cb_config;
+
+/* cb_config.flags for cb_open(): also trust an existing segment owned by
+ * another user when its group is the caller's effective group or one of
+ * its supplementary groups (still never one writable by others). For
+ * cooperating users of one group; the creator makes the segment's group
+ * that group (its egid when it creates, or chgrp) and gives it mode 0660. */
+#define CB_OPEN_TRUST_GROUP 1u
 
 /* Filled in by cb_acquire(); a report consumes it. */
 typedef struct cb_permit {
