@@ -115,7 +115,7 @@
 /* that a failed test's objects are removed by the tcase teardown.     */
 /* ------------------------------------------------------------------ */
 
-#define REGISTRY_MAX 1024
+#define REGISTRY_MAX 4096 /* the create tcase alone names some 1200 */
 
 struct registry {
     _Atomic unsigned count;
