@@ -1352,10 +1352,15 @@ struct mode_race {
     _Atomic uint32_t mode_seen[RACERS];
 };
 
+struct mode_racer {
+    struct mode_race *race;
+    int idx;
+};
+
 static int mode_racer(void *argp)
 {
-    const struct racer *arg = argp;
-    struct mode_race *race = (struct mode_race *)arg->race;
+    const struct mode_racer *arg = argp;
+    struct mode_race *race = arg->race;
     cb_config cfg = {1000, 60000, 0, racer_modes[arg->idx], 0};
     umask(077);
     cb_breaker *b = NULL;
@@ -1379,11 +1384,11 @@ START_TEST(test_race_mode_of_creator)
         struct mode_race *race = tl_shared(sizeof *race);
         race->barrier = tl_barrier_new(RACERS);
         race->name = name;
-        struct racer args[RACERS];
+        struct mode_racer args[RACERS];
         pid_t pids[RACERS];
         for (int i = 0; i < RACERS; i++) {
             atomic_store(&race->rc[i], INT_MIN);
-            args[i].race = (struct race *)race;
+            args[i].race = race;
             args[i].idx = i;
             pids[i] = tl_spawn(mode_racer, &args[i]);
         }
@@ -1442,7 +1447,6 @@ struct many {
     uint32_t cfg_flags;
     _Atomic int rc[ROUNDS_MAX][RACERS];
     _Atomic int bad; /* first complaint of a child, for the message */
-    _Atomic int stop;
     char why[256];
 };
 
