@@ -37,14 +37,14 @@
 #define CB_STRIPES 64u
 #define CB_RING CB_HISTORY_MAX
 
-/* Values of the ready word (see shm.c for the creation protocol). */
+/* Values of the ready word. This library publishes a segment under its
+ * name only once it holds READY (see shm.c). cbreaker 0.1 created segments
+ * in place and, while it filled one, held the ready word at CB_CLAIM_TAG |
+ * pid (pid in the low 24 bits): such a word, like 0, means "an older
+ * library is creating this, or left it half-made" (CB_EBUSY), not garbage. */
 #define CB_READY UINT64_C(0x0000007964616572)      /* "ready" */
 #define CB_CLAIM_TAG UINT64_C(0x6d69616c63000000)  /* "claim" << 24 */
 #define CB_CLAIM_MASK UINT64_C(0xffffffffff000000)
-#define CB_CLAIMED(pid) (CB_CLAIM_TAG | (uint64_t)(uint32_t)(pid))
-#define CB_CLAIM_PID(word) ((pid_t)((word) & ~CB_CLAIM_MASK))
-/* Linux pids stay below 2^22 (PID_MAX_LIMIT), well inside 24 bits. */
-_Static_assert((~CB_CLAIM_MASK & CB_CLAIM_TAG) == 0, "the tag leaves 24 bits for the pid");
 
 /* What shapes the layout besides its version: checked on attach. */
 #define CB_SHAPE ((CB_LINE / 8u) << 24 | CB_STRIPES << 16 | CB_RING << 8 | 8u)
