@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -64,6 +65,12 @@
 #define RUN_TIMEOUT_MS 30000
 
 static const char *cbctl_path;
+/* nobody may not reach the build tree (a checkout under /root, mode 0700):
+ * runs as nobody exec a copy of cbctl, and of the libcbreaker it links,
+ * in a directory of /tmp anyone may enter (made by main when root). */
+static char nobody_dir[64];
+static char nobody_cbctl[sizeof nobody_dir + 16];
+static char nobody_lib[sizeof nobody_dir + 64];
 
 /* ------------------------------------------------------------------ */
 /* Names made here, removed by the teardown even after a failure.      */
@@ -178,8 +185,11 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
         dup2(err[1], 2);
         for (int fd = 3; fd < 64; fd++)
             close(fd);
-        if (as_nobody)
+        if (as_nobody) {
             drop_to_nobody();
+            /* The copy's libcbreaker (this process is single-threaded) */
+            setenv("LD_LIBRARY_PATH", nobody_dir, 1);
+        }
         execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -237,7 +247,7 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
 }
 
 #define CBCTL(...) run_argv(0, NULL, (const char *const[]){cbctl_path, __VA_ARGS__, NULL})
-#define CBCTL_AS_NOBODY(...) run_argv(1, NULL, (const char *const[]){cbctl_path, __VA_ARGS__, NULL})
+#define CBCTL_AS_NOBODY(...) run_argv(1, NULL, (const char *const[]){nobody_cbctl, __VA_ARGS__, NULL})
 
 static void assert_ok(const struct run *r)
 {
@@ -1628,6 +1638,68 @@ static Suite *cbctl_suite(void)
     return s;
 }
 
+/* Copy the file `from` to `to`, mode 0755; 0 or -1 (message printed). */
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    int rc = in >= 0 && out >= 0 ? 0 : -1;
+    char chunk[65536];
+    ssize_t n = 0;
+    while (rc == 0 && (n = read(in, chunk, sizeof chunk)) > 0)
+        if (write(out, chunk, (size_t)n) != n)
+            rc = -1;
+    if (n < 0 || (out >= 0 && close(out) != 0))
+        rc = -1;
+    if (in >= 0)
+        close(in);
+    if (rc != 0)
+        fprintf(stderr, "test-cbctl: copying %s to %s: %s\n", from, to, strerror(errno));
+    return rc;
+}
+
+/* dl_iterate_phdr: the path of the libcbreaker.so* loaded here, if any. */
+static int find_libcbreaker(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    const char *slash = strrchr(info->dlpi_name, '/');
+    if (!slash || strncmp(slash + 1, "libcbreaker.so", 14) != 0)
+        return 0;
+    *(const char **)data = info->dlpi_name;
+    return 1;
+}
+
+/* As root: copy cbctl, and the libcbreaker.so this test uses (the same
+ * build's, which cbctl links unless built static), into a new 0755
+ * directory of /tmp for the runs as nobody. */
+static int stage_for_nobody(void)
+{
+    snprintf(nobody_dir, sizeof nobody_dir, "/tmp/cbreaker-test-cbctl.XXXXXX");
+    if (!mkdtemp(nobody_dir) || chmod(nobody_dir, 0755) != 0) {
+        fprintf(stderr, "test-cbctl: mkdtemp %s: %s\n", nobody_dir, strerror(errno));
+        nobody_dir[0] = '\0';
+        return -1;
+    }
+    snprintf(nobody_cbctl, sizeof nobody_cbctl, "%s/cbctl", nobody_dir);
+    if (copy_file(cbctl_path, nobody_cbctl) != 0)
+        return -1;
+    const char *lib = NULL;
+    if (!dl_iterate_phdr(find_libcbreaker, &lib))
+        return 0; /* linked statically */
+    snprintf(nobody_lib, sizeof nobody_lib, "%s/%s", nobody_dir, strrchr(lib, '/') + 1);
+    return copy_file(lib, nobody_lib);
+}
+
+static void unstage_for_nobody(void)
+{
+    if (!nobody_dir[0])
+        return;
+    unlink(nobody_cbctl);
+    if (nobody_lib[0])
+        unlink(nobody_lib);
+    rmdir(nobody_dir);
+}
+
 int main(int argc, char **argv)
 {
     cbctl_path = getenv("CBCTL");
@@ -1643,10 +1715,16 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Removed at the end of main, not atexit: Check's forked tests exit. */
+    if (geteuid() == 0 && stage_for_nobody() != 0) {
+        unstage_for_nobody();
+        return 2;
+    }
     SRunner *sr = srunner_create(cbctl_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     forget_all();
+    unstage_for_nobody();
     return failed == 0 ? 0 : 1;
 }
