@@ -1206,6 +1206,63 @@ START_TEST(test_usage_errors_exit_2)
 }
 END_TEST
 
+/* Long options: one without a value given "=value" (also abbreviated) is
+ * a usage error naming it; one with a value takes it after '='; unknown
+ * ones are named without their value. Nothing is touched. */
+START_TEST(test_long_option_values)
+{
+    const char *name = unique_name("optval");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_CREATED);
+    cb_close(b);
+    static const char *const flags[][2] = {
+        {"--json=1", "--json"}, {"--js=1", "--json"}, {"--quiet=yes", "--quiet"},
+        {"--noheadings=", "--noheadings"}, {"--help=1", "--help"}, {"--version=1", "--version"},
+    };
+    char want[128];
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        struct run r = CBCTL(flags[i][0], "list");
+        snprintf(want, sizeof want, "option '%s' takes no value", flags[i][1]);
+        assert_error(&r, 2, want, NULL);
+        run_free(&r);
+    }
+    static const char *const valued[][4] = {
+        {"list", "--output=BOGUS", NULL, "'BOGUS'"},
+        {"watch", "--interval=fast", NULL, "--interval: 'fast'"},
+        {"create", "--threshold=0", "@", "--threshold: '0'"},
+        {"create", "--reset-timeout=5", "@", "--reset-timeout: '5'"},
+        {"create", "--probe-timeout=5x", "@", "--probe-timeout: '5x'"},
+        {"create", "--mode=999", "@", "--mode: '999'"},
+        {"list", "--bogus", NULL, "unknown option '--bogus'"},
+        {"list", "--bogus=1", NULL, "unknown option '--bogus'"},
+        {"list", "-x", NULL, "unknown option '-x'"},
+    };
+    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) {
+        const char *arg = valued[i][2] ? name : NULL;
+        struct run r = run_argv(0, NULL, (const char *const[]){cbctl_path, valued[i][0], valued[i][1], arg, NULL});
+        assert_error(&r, 2, valued[i][3], NULL);
+        ck_assert_msg(!strstr(r.err, "=1'"), "the value in the name: %s", r.err);
+        run_free(&r);
+    }
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_threshold, CB_DEFAULT_FAILURE_THRESHOLD);
+    ck_assert_uint_eq(info.config.mode, 0600);
+    ck_assert_uint_eq(info.history_len, 0);
+
+    /* Values after '=' are taken. */
+    struct run r = CBCTL("list", "--output=name,state", "--noheadings");
+    assert_ok(&r);
+    char line[1024];
+    ck_assert_msg(row_of(r.out, name, line, sizeof line), "no row for %s: %s", name, r.out);
+    char field[2][256], extra[8];
+    ck_assert_msg(sscanf(line, "%255s %255s %7s", field[0], field[1], extra) == 2 &&
+                      strcmp(field[1], "CLOSED") == 0, "row: %s", line);
+    run_free(&r);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_no_such_circuit_exit_1)
 {
     const char *name = unique_name("missing");
@@ -1624,6 +1681,7 @@ static Suite *cbctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_usage_errors_exit_2);
+    tcase_add_test(tc, test_long_option_values);
     tcase_add_test(tc, test_no_such_circuit_exit_1);
     tcase_add_test(tc, test_permission_denied_exit_3);
     tcase_add_test(tc, test_broken_segments_exit_4);
