@@ -29,7 +29,9 @@
  *            show exits 4; nothing ever dies of a signal.
  *   watch    not on a terminal: one line per transition as it happens, in
  *            order, with who made it, two transitions alike in every field
- *            but the generation as two lines; on a pseudo-terminal: the
+ *            but the generation as two lines, every transition of a
+ *            circuit removed and created again (its generations starting
+ *            over at ones seen before); on a pseudo-terminal: the
  *            redrawn table. SIGTERM ends it with status 0.
  *
  * Runs as nobody exec a copy of cbctl (and of its libcbreaker) in a 0755
@@ -1649,6 +1651,74 @@ START_TEST(test_watch_prints_transitions)
 }
 END_TEST
 
+/* Lines printed after offset `from`. */
+static unsigned lines_after(const struct proc *p, size_t from)
+{
+    unsigned lines = 0;
+    for (const char *c = p->got.p + from; (c = strchr(c, '\n')) != NULL; c++)
+        lines++;
+    return lines;
+}
+
+/* A circuit removed and created again under its name between two looks
+ * starts its generations over, at ones watch saw of the old circuit: every
+ * transition of the new one is printed all the same, once, in order. */
+START_TEST(test_watch_follows_a_recreated_circuit)
+{
+    const char *name = unique_name("watch-again");
+    cb_config cfg = {2, 60000, 0, 0};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    struct proc w = spawn_watch((const char *const[]){cbctl_path, "watch", name, NULL}, 0);
+    char line[512];
+    snprintf(line, sizeof line, "from=OPEN to=OPEN reason=trip failures=0 pid=%d ", (int)getpid());
+    const char *seen = NULL;
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    for (int i = 0; i < 100 && !seen; i++) {
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
+        seen = wait_for(&w, 0, line, 200);
+    }
+    ck_assert_msg(seen, "watch printed nothing: %s", w.got.p);
+    /* Three more, all seen: watch has had generations 1 to 4 at least. */
+    drain(&w, 300);
+    size_t mark = w.got.len;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
+    for (uint64_t deadline = mono_ms() + 5000; lines_after(&w, mark) < 3 && mono_ms() < deadline;)
+        drain(&w, 100);
+    ck_assert_msg(lines_after(&w, mark) == 3, "not three lines for three trips:\n%s", w.got.p + mark);
+    cb_close(b);
+
+    /* Removed and made again; its transitions take generations 1, 2, 3. */
+    mark = w.got.len;
+    ck_assert_int_eq(cb_unlink(name), 0);
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    ck_assert_int_eq(cb_reset(b), CB_OPEN);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.history_len, 3);
+    ck_assert_uint_eq(info.history[0].generation, 3); /* newest first */
+    const char *want[3] = {"from=CLOSED to=OPEN reason=trip", "from=OPEN to=CLOSED reason=reset",
+                           "from=CLOSED to=OPEN reason=trip"};
+    size_t from = mark;
+    for (int i = 0; i < 3; i++) {
+        const char *at = wait_for(&w, from, want[i], 5000);
+        ck_assert_msg(at != NULL, "watch did not print '%s' of the new circuit; got:\n%s", want[i],
+                      w.got.p + mark);
+        ck_assert_msg(strchr(w.got.p + from, '\n') > at, "unexpected output before '%s':\n%s", want[i],
+                      w.got.p + from);
+        from = (size_t)(strchr(at, '\n') - w.got.p) + 1;
+    }
+    drain(&w, 300);
+    ck_assert_msg(lines_after(&w, mark) == 3, "not three lines for three transitions:\n%s", w.got.p + mark);
+    stop_watch(&w);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_watch_redraws_on_a_terminal)
 {
     const char *name = unique_name("watch-tty");
@@ -1697,6 +1767,7 @@ static Suite *cbctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_watch_prints_transitions);
+    tcase_add_test(tc, test_watch_follows_a_recreated_circuit);
     tcase_add_test(tc, test_watch_redraws_on_a_terminal);
     suite_add_tcase(s, tc);
     return s;
