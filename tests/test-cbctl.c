@@ -1666,7 +1666,7 @@ static unsigned lines_after(const struct proc *p, size_t from)
 START_TEST(test_watch_follows_a_recreated_circuit)
 {
     const char *name = unique_name("watch-again");
-    cb_config cfg = {2, 60000, 0, 0};
+    cb_config cfg = {.failure_threshold = 2, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
     struct proc w = spawn_watch((const char *const[]){cbctl_path, "watch", name, NULL}, 0);
