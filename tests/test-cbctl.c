@@ -761,7 +761,7 @@ static struct pool *pool_start(const char *tag)
     struct pool *pool = tl_shared(sizeof *pool);
     snprintf(pool->name, sizeof pool->name, "%s", unique_name(tag));
     pool->parent = getpid();
-    cb_config cfg = {3, 60000, 0, 0};
+    cb_config cfg = {.failure_threshold = 3, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(pool->name, &cfg, &b), CB_CREATED);
     cb_close(b);
@@ -1292,7 +1292,8 @@ START_TEST(test_permission_denied_exit_3)
     }
     const char *secret = unique_name("secret");
     const char *shared = unique_name("readable");
-    cb_config mode600 = {2, 60000, 0, 0600}, mode644 = {2, 60000, 0, 0644};
+    cb_config mode600 = {.failure_threshold = 2, .reset_timeout_ms = 60000, .mode = 0600};
+    cb_config mode644 = {.failure_threshold = 2, .reset_timeout_ms = 60000, .mode = 0644};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(secret, &mode600, &b), CB_CREATED);
     cb_close(b);
@@ -1579,7 +1580,7 @@ static void stop_watch(struct proc *p)
 START_TEST(test_watch_prints_transitions)
 {
     const char *name = unique_name("watch");
-    cb_config cfg = {2, 60000, 0, 0};
+    cb_config cfg = {.failure_threshold = 2, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
     ck_assert_int_eq(cb_trip(b), CB_CLOSED); /* before watch: not printed */
