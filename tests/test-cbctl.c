@@ -23,14 +23,19 @@
  *            circuit (and read-only access to a 0644 one; skipped when not
  *            root); 4 for garbage, short, other-version and corrupt
  *            segments, a directory, a FIFO (both ENOTCB, each command done
- *            in well under 100 ms) and a symbolic link. Errors are one line
+ *            at once: under 1 s) and a symbolic link. Errors are one line
  *            on stderr naming the circuit, with nothing on stdout.
  *   broken   list reports broken objects with their reason and goes on;
  *            show exits 4; nothing ever dies of a signal.
  *   watch    not on a terminal: one line per transition as it happens, in
  *            order, with who made it, two transitions alike in every field
- *            but the generation as two lines; on a pseudo-terminal: the
+ *            but the generation as two lines, every transition of a
+ *            circuit removed and created again (its generations starting
+ *            over at ones seen before); on a pseudo-terminal: the
  *            redrawn table. SIGTERM ends it with status 0.
+ *
+ * Runs as nobody exec a copy of cbctl (and of its libcbreaker) in a 0755
+ * directory of /tmp: the checkout may be out of nobody's reach (/root).
  *
  * Other test programs run at the same time on this host: only the rows of
  * names made here are checked. Every object made is remembered in memory
@@ -41,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -64,6 +70,12 @@
 #define RUN_TIMEOUT_MS 30000
 
 static const char *cbctl_path;
+/* nobody may not reach the build tree (a checkout under /root, mode 0700):
+ * runs as nobody exec a copy of cbctl, and of the libcbreaker it links,
+ * in a directory of /tmp anyone may enter (made by main when root). */
+static char nobody_dir[64];
+static char nobody_cbctl[sizeof nobody_dir + 16];
+static char nobody_lib[sizeof nobody_dir + 64];
 
 /* ------------------------------------------------------------------ */
 /* Names made here, removed by the teardown even after a failure.      */
@@ -178,8 +190,11 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
         dup2(err[1], 2);
         for (int fd = 3; fd < 64; fd++)
             close(fd);
-        if (as_nobody)
+        if (as_nobody) {
             drop_to_nobody();
+            /* The copy's libcbreaker (this process is single-threaded) */
+            setenv("LD_LIBRARY_PATH", nobody_dir, 1);
+        }
         execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -237,7 +252,7 @@ static struct run run_argv(int as_nobody, const char *input, const char *const a
 }
 
 #define CBCTL(...) run_argv(0, NULL, (const char *const[]){cbctl_path, __VA_ARGS__, NULL})
-#define CBCTL_AS_NOBODY(...) run_argv(1, NULL, (const char *const[]){cbctl_path, __VA_ARGS__, NULL})
+#define CBCTL_AS_NOBODY(...) run_argv(1, NULL, (const char *const[]){nobody_cbctl, __VA_ARGS__, NULL})
 
 static void assert_ok(const struct run *r)
 {
@@ -746,7 +761,7 @@ static struct pool *pool_start(const char *tag)
     struct pool *pool = tl_shared(sizeof *pool);
     snprintf(pool->name, sizeof pool->name, "%s", unique_name(tag));
     pool->parent = getpid();
-    cb_config cfg = {3, 60000, 0, 0, 0};
+    cb_config cfg = {.failure_threshold = 3, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(pool->name, &cfg, &b), CB_CREATED);
     cb_close(b);
@@ -1196,6 +1211,63 @@ START_TEST(test_usage_errors_exit_2)
 }
 END_TEST
 
+/* Long options: one without a value given "=value" (also abbreviated) is
+ * a usage error naming it; one with a value takes it after '='; unknown
+ * ones are named without their value. Nothing is touched. */
+START_TEST(test_long_option_values)
+{
+    const char *name = unique_name("optval");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_CREATED);
+    cb_close(b);
+    static const char *const flags[][2] = {
+        {"--json=1", "--json"}, {"--js=1", "--json"}, {"--quiet=yes", "--quiet"},
+        {"--noheadings=", "--noheadings"}, {"--help=1", "--help"}, {"--version=1", "--version"},
+    };
+    char want[128];
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        struct run r = CBCTL(flags[i][0], "list");
+        snprintf(want, sizeof want, "option '%s' takes no value", flags[i][1]);
+        assert_error(&r, 2, want, NULL);
+        run_free(&r);
+    }
+    static const char *const valued[][4] = {
+        {"list", "--output=BOGUS", NULL, "'BOGUS'"},
+        {"watch", "--interval=fast", NULL, "--interval: 'fast'"},
+        {"create", "--threshold=0", "@", "--threshold: '0'"},
+        {"create", "--reset-timeout=5", "@", "--reset-timeout: '5'"},
+        {"create", "--probe-timeout=5x", "@", "--probe-timeout: '5x'"},
+        {"create", "--mode=999", "@", "--mode: '999'"},
+        {"list", "--bogus", NULL, "unknown option '--bogus'"},
+        {"list", "--bogus=1", NULL, "unknown option '--bogus'"},
+        {"list", "-x", NULL, "unknown option '-x'"},
+    };
+    for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++) {
+        const char *arg = valued[i][2] ? name : NULL;
+        struct run r = run_argv(0, NULL, (const char *const[]){cbctl_path, valued[i][0], valued[i][1], arg, NULL});
+        assert_error(&r, 2, valued[i][3], NULL);
+        ck_assert_msg(!strstr(r.err, "=1'"), "the value in the name: %s", r.err);
+        run_free(&r);
+    }
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_threshold, CB_DEFAULT_FAILURE_THRESHOLD);
+    ck_assert_uint_eq(info.config.mode, 0600);
+    ck_assert_uint_eq(info.history_len, 0);
+
+    /* Values after '=' are taken. */
+    struct run r = CBCTL("list", "--output=name,state", "--noheadings");
+    assert_ok(&r);
+    char line[1024];
+    ck_assert_msg(row_of(r.out, name, line, sizeof line), "no row for %s: %s", name, r.out);
+    char field[2][256], extra[8];
+    ck_assert_msg(sscanf(line, "%255s %255s %7s", field[0], field[1], extra) == 2 &&
+                      strcmp(field[1], "CLOSED") == 0, "row: %s", line);
+    run_free(&r);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_no_such_circuit_exit_1)
 {
     const char *name = unique_name("missing");
@@ -1220,7 +1292,8 @@ START_TEST(test_permission_denied_exit_3)
     }
     const char *secret = unique_name("secret");
     const char *shared = unique_name("readable");
-    cb_config mode600 = {2, 60000, 0, 0600, 0}, mode644 = {2, 60000, 0, 0644, 0};
+    cb_config mode600 = {.failure_threshold = 2, .reset_timeout_ms = 60000, .mode = 0600};
+    cb_config mode644 = {.failure_threshold = 2, .reset_timeout_ms = 60000, .mode = 0644};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(secret, &mode600, &b), CB_CREATED);
     cb_close(b);
@@ -1397,14 +1470,17 @@ START_TEST(test_broken_segments_exit_4)
     assert_broken(version, "another layout version", "(EVERSION)", after, 0);
 
     /* Not regular files: the library refuses them at once (a FIFO with no
-     * writer must not block the open), and cbctl says what they are. */
+     * writer must not block the open), and cbctl says what they are. At
+     * once: under 1 s, half the library's 2 s wait for a creator, which a
+     * busy machine (a coverage build on 2 shared cores took 123 ms) leaves
+     * far behind a 100 ms bound. */
     const char *dir = unique_name("broken-dir");
     ck_assert_int_eq(mkdir(dev_path(dir), 0700), 0);
-    assert_broken(dir, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 100);
+    assert_broken(dir, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 1000);
 
     const char *fifo = unique_name("broken-fifo");
     ck_assert_int_eq(mkfifo(dev_path(fifo), 0600), 0);
-    assert_broken(fifo, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 100);
+    assert_broken(fifo, "not a regular file, so not a cbreaker segment", "(ENOTCB)", after, 1000);
     struct stat st;
     ck_assert_int_eq(lstat(dev_path(fifo), &st), 0);
     ck_assert(S_ISFIFO(st.st_mode)); /* create did not replace it */
@@ -1548,7 +1624,7 @@ static void stop_watch(struct proc *p)
 START_TEST(test_watch_prints_transitions)
 {
     const char *name = unique_name("watch");
-    cb_config cfg = {2, 60000, 0, 0, 0};
+    cb_config cfg = {.failure_threshold = 2, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
     ck_assert_int_eq(cb_trip(b), CB_CLOSED); /* before watch: not printed */
@@ -1620,6 +1696,74 @@ START_TEST(test_watch_prints_transitions)
 }
 END_TEST
 
+/* Lines printed after offset `from`. */
+static unsigned lines_after(const struct proc *p, size_t from)
+{
+    unsigned lines = 0;
+    for (const char *c = p->got.p + from; (c = strchr(c, '\n')) != NULL; c++)
+        lines++;
+    return lines;
+}
+
+/* A circuit removed and created again under its name between two looks
+ * starts its generations over, at ones watch saw of the old circuit: every
+ * transition of the new one is printed all the same, once, in order. */
+START_TEST(test_watch_follows_a_recreated_circuit)
+{
+    const char *name = unique_name("watch-again");
+    cb_config cfg = {.failure_threshold = 2, .reset_timeout_ms = 60000};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    struct proc w = spawn_watch((const char *const[]){cbctl_path, "watch", name, NULL}, 0);
+    char line[512];
+    snprintf(line, sizeof line, "from=OPEN to=OPEN reason=trip failures=0 pid=%d ", (int)getpid());
+    const char *seen = NULL;
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    for (int i = 0; i < 100 && !seen; i++) {
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
+        seen = wait_for(&w, 0, line, 200);
+    }
+    ck_assert_msg(seen, "watch printed nothing: %s", w.got.p);
+    /* Three more, all seen: watch has had generations 1 to 4 at least. */
+    drain(&w, 300);
+    size_t mark = w.got.len;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
+    for (uint64_t deadline = mono_ms() + 5000; lines_after(&w, mark) < 3 && mono_ms() < deadline;)
+        drain(&w, 100);
+    ck_assert_msg(lines_after(&w, mark) == 3, "not three lines for three trips:\n%s", w.got.p + mark);
+    cb_close(b);
+
+    /* Removed and made again; its transitions take generations 1, 2, 3. */
+    mark = w.got.len;
+    ck_assert_int_eq(cb_unlink(name), 0);
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    ck_assert_int_eq(cb_reset(b), CB_OPEN);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.history_len, 3);
+    ck_assert_uint_eq(info.history[0].generation, 3); /* newest first */
+    const char *want[3] = {"from=CLOSED to=OPEN reason=trip", "from=OPEN to=CLOSED reason=reset",
+                           "from=CLOSED to=OPEN reason=trip"};
+    size_t from = mark;
+    for (int i = 0; i < 3; i++) {
+        const char *at = wait_for(&w, from, want[i], 5000);
+        ck_assert_msg(at != NULL, "watch did not print '%s' of the new circuit; got:\n%s", want[i],
+                      w.got.p + mark);
+        ck_assert_msg(strchr(w.got.p + from, '\n') > at, "unexpected output before '%s':\n%s", want[i],
+                      w.got.p + from);
+        from = (size_t)(strchr(at, '\n') - w.got.p) + 1;
+    }
+    drain(&w, 300);
+    ck_assert_msg(lines_after(&w, mark) == 3, "not three lines for three transitions:\n%s", w.got.p + mark);
+    stop_watch(&w);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_watch_redraws_on_a_terminal)
 {
     const char *name = unique_name("watch-tty");
@@ -1658,6 +1802,7 @@ static Suite *cbctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_usage_errors_exit_2);
+    tcase_add_test(tc, test_long_option_values);
     tcase_add_test(tc, test_no_such_circuit_exit_1);
     tcase_add_test(tc, test_permission_denied_exit_3);
     tcase_add_test(tc, test_untrusted_owner_exit_3);
@@ -1668,9 +1813,72 @@ static Suite *cbctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_watch_prints_transitions);
+    tcase_add_test(tc, test_watch_follows_a_recreated_circuit);
     tcase_add_test(tc, test_watch_redraws_on_a_terminal);
     suite_add_tcase(s, tc);
     return s;
+}
+
+/* Copy the file `from` to `to`, mode 0755; 0 or -1 (message printed). */
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    int rc = in >= 0 && out >= 0 ? 0 : -1;
+    char chunk[65536];
+    ssize_t n = 0;
+    while (rc == 0 && (n = read(in, chunk, sizeof chunk)) > 0)
+        if (write(out, chunk, (size_t)n) != n)
+            rc = -1;
+    if (n < 0 || (out >= 0 && close(out) != 0))
+        rc = -1;
+    if (in >= 0)
+        close(in);
+    if (rc != 0)
+        fprintf(stderr, "test-cbctl: copying %s to %s: %s\n", from, to, strerror(errno));
+    return rc;
+}
+
+/* dl_iterate_phdr: the path of the libcbreaker.so* loaded here, if any. */
+static int find_libcbreaker(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    const char *slash = strrchr(info->dlpi_name, '/');
+    if (!slash || strncmp(slash + 1, "libcbreaker.so", 14) != 0)
+        return 0;
+    *(const char **)data = info->dlpi_name;
+    return 1;
+}
+
+/* As root: copy cbctl, and the libcbreaker.so this test uses (the same
+ * build's, which cbctl links unless built static), into a new 0755
+ * directory of /tmp for the runs as nobody. */
+static int stage_for_nobody(void)
+{
+    snprintf(nobody_dir, sizeof nobody_dir, "/tmp/cbreaker-test-cbctl.XXXXXX");
+    if (!mkdtemp(nobody_dir) || chmod(nobody_dir, 0755) != 0) {
+        fprintf(stderr, "test-cbctl: mkdtemp %s: %s\n", nobody_dir, strerror(errno));
+        nobody_dir[0] = '\0';
+        return -1;
+    }
+    snprintf(nobody_cbctl, sizeof nobody_cbctl, "%s/cbctl", nobody_dir);
+    if (copy_file(cbctl_path, nobody_cbctl) != 0)
+        return -1;
+    const char *lib = NULL;
+    if (!dl_iterate_phdr(find_libcbreaker, &lib))
+        return 0; /* linked statically */
+    snprintf(nobody_lib, sizeof nobody_lib, "%s/%s", nobody_dir, strrchr(lib, '/') + 1);
+    return copy_file(lib, nobody_lib);
+}
+
+static void unstage_for_nobody(void)
+{
+    if (!nobody_dir[0])
+        return;
+    unlink(nobody_cbctl);
+    if (nobody_lib[0])
+        unlink(nobody_lib);
+    rmdir(nobody_dir);
 }
 
 int main(int argc, char **argv)
@@ -1688,10 +1896,16 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Removed at the end of main, not atexit: Check's forked tests exit. */
+    if (geteuid() == 0 && stage_for_nobody() != 0) {
+        unstage_for_nobody();
+        return 2;
+    }
     SRunner *sr = srunner_create(cbctl_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     forget_all();
+    unstage_for_nobody();
     return failed == 0 ? 0 : 1;
 }

@@ -99,22 +99,33 @@ static int parse_uint(const char *s, unsigned base, unsigned long max, uint32_t 
     return 0;
 }
 
-enum { OPT_THRESHOLD = 256, OPT_RESET_TIMEOUT, OPT_PROBE_TIMEOUT, OPT_MODE };
+/* A long option returns OPT_LONG | its short letter (or its own code), so
+ * that getopt_long's optopt tells "--json=1" (OPT_LONG | 'j': the option
+ * takes no value) from "-x" (an unknown letter) and "--bogus" (0). */
+enum { OPT_LONG = 0x1000, OPT_THRESHOLD = 256, OPT_RESET_TIMEOUT, OPT_PROBE_TIMEOUT, OPT_MODE };
 
 static const struct option long_options[] = {
-    {"json", no_argument, NULL, 'j'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"output", required_argument, NULL, 'o'},
-    {"noheadings", no_argument, NULL, 'n'},
-    {"interval", required_argument, NULL, 'i'},
-    {"threshold", required_argument, NULL, OPT_THRESHOLD},
-    {"reset-timeout", required_argument, NULL, OPT_RESET_TIMEOUT},
-    {"probe-timeout", required_argument, NULL, OPT_PROBE_TIMEOUT},
-    {"mode", required_argument, NULL, OPT_MODE},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
+    {"json", no_argument, NULL, OPT_LONG | 'j'},
+    {"quiet", no_argument, NULL, OPT_LONG | 'q'},
+    {"output", required_argument, NULL, OPT_LONG | 'o'},
+    {"noheadings", no_argument, NULL, OPT_LONG | 'n'},
+    {"interval", required_argument, NULL, OPT_LONG | 'i'},
+    {"threshold", required_argument, NULL, OPT_LONG | OPT_THRESHOLD},
+    {"reset-timeout", required_argument, NULL, OPT_LONG | OPT_RESET_TIMEOUT},
+    {"probe-timeout", required_argument, NULL, OPT_LONG | OPT_PROBE_TIMEOUT},
+    {"mode", required_argument, NULL, OPT_LONG | OPT_MODE},
+    {"help", no_argument, NULL, OPT_LONG | 'h'},
+    {"version", no_argument, NULL, OPT_LONG | 'V'},
     {NULL, 0, NULL, 0},
 };
+
+static const char *long_name(int val)
+{
+    const struct option *opt = long_options;
+    while (opt->name && opt->val != val)
+        opt++;
+    return opt->name ? opt->name : "?";
+}
 
 /* The first option of each O_* group given, as spelled, for messages
  * (copied: the spelling is built in a buffer local to the option loop). */
@@ -142,7 +153,7 @@ static int parse_options(int argc, char **argv, struct options *o, unsigned *giv
         else
             snprintf(spelling, sizeof spelling, "-%c", c);
         index = -1;
-        switch (c) {
+        switch (c & ~OPT_LONG) {
         case 'j':
             o->json = 1;
             note_group(given, O_JSON, spelling);
@@ -201,9 +212,11 @@ static int parse_options(int argc, char **argv, struct options *o, unsigned *giv
         case ':':
             return usage_error("%s needs an argument", argv[optind - 1]);
         default:
+            if (optopt & OPT_LONG)
+                return usage_error("option '--%s' takes no value", long_name(optopt));
             if (optopt)
                 return usage_error("unknown option '-%c'", optopt);
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return usage_error("unknown option '%.*s'", (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
         }
     }
     return CBCTL_OK;

@@ -11,14 +11,25 @@
  * printed, oldest first. Each generation is entered by one transition at
  * most, so two transitions identical in every field are still two lines,
  * and an entry that was half-written at one poll (absent from it) is
- * simply found at the next. Transitions already in the ring when watch
- * starts are not printed; those of a circuit that appears later are, if
- * they are newer than the start.
+ * simply found at the next.
+ *
+ * Generations are only comparable within one circuit instance: one
+ * removed and created again under its name starts over, and its first
+ * generations may be ones the old one had. cb_info carries no instance
+ * id; the object's inode is one (tmpfs does not hand an inode number out
+ * again soon; counters and generations of a new instance may be anything).
+ * It is taken after each poll: a snapshot belongs to an instance when the
+ * name pointed to that inode at the end of the previous poll and of this
+ * one. A name that points elsewhere than at the previous poll is looked at
+ * again at the next; an instance without a previous snapshot (new, or
+ * present when watch started) has the transitions printed that are newer
+ * than the start of watch.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,10 +104,14 @@ static void redraw(const char *name, const struct options *o, uint32_t every)
 /* cb_info.generation is 22 bits wide and wraps. */
 #define GENERATION_MASK 0x3fffffu
 
-/* What the previous poll saw of one circuit: the generations in its
- * history, and its own. */
+/* What the previous poll saw of one circuit: which instance (its inode),
+ * and, once a snapshot is known to be that instance's, the generations in
+ * its history, and its own. */
 struct seen {
     char name[CB_NAME_MAX + 64];
+    dev_t dev;
+    ino_t ino;
+    int known; /* gens and generation are this instance's */
     uint32_t generation;
     unsigned len;
     uint32_t gens[CB_HISTORY_MAX];
@@ -134,13 +149,52 @@ static void report_new(const struct seen *before, const cb_info *now, const char
                 name);
 }
 
-static void remember(struct seen *s, const char *name, const cb_info *in)
+static void remember(struct seen *s, const cb_info *in)
 {
-    snprintf(s->name, sizeof s->name, "%s", name);
+    s->known = 1;
     s->generation = in->generation;
     s->len = in->history_len;
     for (unsigned k = 0; k < in->history_len; k++)
         s->gens[k] = in->history[k].generation;
+}
+
+/* The entry for `name`, added (as an instance not yet known) if new; NULL
+ * if out of memory. */
+static struct seen *seen_for(struct seen **seen, size_t *nseen, const char *name)
+{
+    for (size_t k = 0; k < *nseen; k++)
+        if (strcmp((*seen)[k].name, name) == 0)
+            return &(*seen)[k];
+    struct seen *grown = realloc(*seen, (*nseen + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    *seen = grown;
+    struct seen *s = &grown[(*nseen)++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+/* One circuit's snapshot from this poll: print what is new, or only note
+ * the instance the name points to now if the snapshot may not be its. */
+static void look_at(struct seen *s, const struct entry *x, uint64_t start)
+{
+    char path[sizeof x->name + 32];
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/shm/cbreaker.%s", x->name);
+    if (stat(path, &st) != 0) {
+        s->ino = 0; /* removed since the snapshot: no instance to compare */
+        s->known = 0;
+        return;
+    }
+    if (st.st_dev != s->dev || st.st_ino != s->ino) {
+        s->dev = st.st_dev; /* a new instance since the previous poll */
+        s->ino = st.st_ino;
+        s->known = 0;
+        return;
+    }
+    report_new(s->known ? s : NULL, &x->info, x->name, start);
+    remember(s, &x->info);
 }
 
 static void follow(const char *name, uint32_t every)
@@ -148,29 +202,13 @@ static void follow(const char *name, uint32_t every)
     struct seen *seen = NULL;
     size_t nseen = 0;
     uint64_t start = wall_now_ms();
-    for (int first = 1; !stopping; first = 0) {
+    while (!stopping) {
         struct entries e;
         if (poll_circuits(name, &e) == 0) {
             for (size_t i = 0; i < e.n; i++) {
-                const struct entry *x = &e.v[i];
-                if (x->err)
-                    continue;
-                struct seen *s = NULL;
-                for (size_t k = 0; k < nseen && !s; k++)
-                    if (strcmp(seen[k].name, x->name) == 0)
-                        s = &seen[k];
-                if (!s) {
-                    struct seen *grown = realloc(seen, (nseen + 1) * sizeof *seen);
-                    if (!grown)
-                        continue;
-                    seen = grown;
-                    s = &seen[nseen++];
-                    if (!first)
-                        report_new(NULL, &x->info, x->name, start);
-                } else {
-                    report_new(s, &x->info, x->name, start);
-                }
-                remember(s, x->name, &x->info);
+                struct seen *s = e.v[i].err ? NULL : seen_for(&seen, &nseen, e.v[i].name);
+                if (s)
+                    look_at(s, &e.v[i], start);
             }
             entries_free(&e);
         }
