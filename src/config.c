@@ -47,11 +47,12 @@
  *    than the config in force (updates in flight, or killed since the last
  *    publication) can occupy every slot but the one in force. After a full
  *    round of slots found occupied, a writer takes its slot anyway (never
- *    the one in force as it read it), so a storm of dead writers cannot
- *    wedge updates; only if CB_CONFIG_SLOTS - 1 updates are really in
- *    flight at once can a slot in force then be overwritten. Readers see
- *    that (cb_config_read says 0), cb_open then counts the config as
- *    different and rewrites it, which heals it.
+ *    the one in force as it read it), so neither a storm of dead writers
+ *    nor a segment full of garbage tickets can wedge updates; only if
+ *    CB_CONFIG_SLOTS - 1 updates are really in flight at once can a slot
+ *    in force then be overwritten. Readers see that (cb_config_read says
+ *    0); cb_open then counts the config as different and rewrites it,
+ *    which heals it.
  *
  * The hot path (cb_config_value) reads config_current and one word of its
  * slot. A reader preempted between the two loads while an update is
@@ -161,7 +162,7 @@ static int fill_slot(struct cb_segment *seg, uint64_t t, uint64_t v, const cb_co
         uint64_t mine = (uint64_t)(uint32_t)t << 32 | values[f];
         do {
             uint32_t owner = ticket_of(seen);
-            if (!older(owner, (uint32_t)v) && !(anyway && older(owner, (uint32_t)t)))
+            if (!older(owner, (uint32_t)v) && !anyway)
                 return 0;
             /* Safe: a word older than the config in force belongs to an
              * update that can no longer publish; relaxed, as the
