@@ -6,62 +6,64 @@
  * Three 32-bit values do not fit one 64-bit CAS, and storing them one by
  * one lets two updates leave a mix. So the segment keeps CB_CONFIG_SLOTS
  * slots of them and one word, config_current, that puts one slot in force:
- * it holds the ticket of the update that wrote that slot, and the slot is
- * ticket % CB_CONFIG_SLOTS. Every slot word is ticket << 32 | value, the
- * ticket of the update that wrote it. Tickets come from config_tickets
- * (fetch_add), so each update's is unique, and config_current only ever
- * grows (each CAS on it installs a ticket taken after the value it
- * replaces). Tickets compare wrap-aware on 32 bits.
+ * the ticket of the update that wrote it; the slot is ticket %
+ * CB_CONFIG_SLOTS. Tickets come from config_tickets (fetch_add), so each
+ * update's is unique, and config_current only ever changes to a ticket
+ * taken after the value it replaces, so it never takes a value twice. A
+ * slot's claim word is ticket << 32 | base (the update writing it, and the
+ * config_current it read); each of its value words is ticket << 32 |
+ * value. Tickets and bases compare for equality on their low 32 bits.
  *
  * An update, from a config `given`:
  *   1. Read the config in force: load config_current (v, acquire), then
  *      slot v's words. It is consistent when every word carries ticket v.
  *   2. Compute the new config from it (cb_set_config keeps the fields it
  *      was not given; cb_open takes given whole). Equal: done, 0.
- *   3. Take a ticket t. Write slot t's words, each with a CAS that
- *      replaces only a word of a ticket older than v: such an update can
- *      never be published any more (config_current is past it). A word of
- *      ticket v is the slot in force; a newer one belongs to an update
- *      that may still publish. Either way the slot is not ours to take:
- *      leave it (with what we wrote, which no-one can publish) and go to 1
- *      with a new ticket.
- *   4. Publish: CAS config_current v -> t (release). It fails if another
+ *   3. Take a ticket t and claim slot t: CAS its claim to t << 32 | v,
+ *      unless it is the slot in force or its update can still publish
+ *      (its base is config_current). Otherwise try the next ticket (the
+ *      next slot).
+ *   4. Write the slot's value words, each by a CAS after checking that the
+ *      claim is still ours (if it is not, our update can no longer
+ *      publish: go to 1).
+ *   5. Publish: CAS config_current v -> t (release). It fails if another
  *      update was published since 1; then go to 1, and compute again from
  *      the config now in force.
  *
  * Hence:
- *  - No mix, no lost field. A slot in force is never written: its words
- *    carry config_current, which is never older than the v of any writer.
- *    A slot is published only by the update that wrote all of it: someone
- *    who overwrote one of its words had read a config_current past its
- *    ticket, so its publication CAS fails. Two updates racing with A and
- *    B leave the one published last, whole; a partial update is computed
- *    from the config in force when it is published, so it keeps whatever
- *    an update published before it set.
+ *  - No mix, no lost field. The slot in force is never claimed, so never
+ *    written. A claim is taken from an update only when that update can no
+ *    longer publish (config_current moved past its base, and never comes
+ *    back), and an update that lost its claim stops writing, or fails the
+ *    CAS of the word it loaded before the new owner wrote it; the new
+ *    owner's CAS loop writes last. So a slot is published only by the
+ *    update that wrote all of it. Two updates racing with A and B leave
+ *    the one published last, whole; a partial update is computed from the
+ *    config in force when it is published, so it keeps whatever an update
+ *    published before it set.
  *  - No wedge, no waiting. Readers read once. A writer killed before its
- *    CAS leaves a slot nobody publishes, which is free again after the
- *    next publication; killed after it, it had finished. A publication
- *    CAS fails only because another one succeeded, so updates are
- *    lock-free.
- *  - The one way to see a damaged slot: updates whose tickets are newer
- *    than the config in force (updates in flight, or killed since the last
- *    publication) can occupy every slot but the one in force. After a full
- *    round of slots found occupied, a writer takes its slot anyway (never
- *    the one in force as it read it), so neither a storm of dead writers
- *    nor a segment full of garbage tickets can wedge updates; only if
- *    CB_CONFIG_SLOTS - 1 updates are really in flight at once can a slot
- *    in force then be overwritten. Readers see that (cb_config_read says
- *    0); cb_open then counts the config as different and rewrites it,
- *    which heals it.
+ *    CAS leaves a claim that is free again after the next publication;
+ *    killed after it, it had finished. A publication CAS fails only
+ *    because another one succeeded, so updates are lock-free.
+ *  - The one way to see a damaged slot: updates of one round (read the
+ *    same config_current, not published yet, whether in flight or killed)
+ *    can hold every slot but the one in force. After a full round of slots
+ *    found held, a writer takes its slot anyway (never the one in force),
+ *    so neither a storm of killed writers nor a segment full of garbage
+ *    can wedge updates; only if CB_CONFIG_SLOTS - 1 updates of one round
+ *    are held and one of them is alive and publishes the slot taken from
+ *    it can a damaged slot come into force. Readers see that
+ *    (cb_config_read says 0); cb_open then counts the config as different
+ *    and rewrites it, which heals it.
  *
  * The hot path (cb_config_value) reads config_current and one word of its
  * slot. A reader preempted between the two loads while an update is
  * published and a later one reuses the slot reads that later update's
  * value: one the circuit is about to take, or would have.
  *
- * The state-word protocol (tests/model/breaker.pml) reads these values but
- * never decides on them together, so none of these CAS steps is in the
- * model; tests/test-config.c races them.
+ * tests/model/config.pml models these steps ("Model step" comments) and
+ * spin checks that the slot in force is always whole and that updates are
+ * linearizable; tests/test-config.c races them in real processes.
  */
 #include <errno.h>
 
@@ -87,8 +89,7 @@ int cb_resolve_config(const cb_config *in, cb_config *out)
 
 static uint32_t ticket_of(uint64_t word) { return (uint32_t)(word >> 32); }
 
-/* a was handed out before b (32-bit tickets, wrap-aware). */
-static int older(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+static uint64_t tagged(uint64_t ticket, uint32_t value) { return (uint64_t)(uint32_t)ticket << 32 | value; }
 
 static void values_of(const cb_config *cfg, uint32_t v[CB_CF_COUNT])
 {
@@ -105,11 +106,12 @@ static int same_config(const cb_config *a, const cb_config *b)
 
 void cb_config_init(struct cb_segment *seg, const cb_config *cfg)
 {
-    /* Ticket 1, so that the zeroed slots (ticket 0) count as older. */
+    /* Ticket 1 in force; the zeroed slots (ticket 0, base 0) are free. */
     uint32_t v[CB_CF_COUNT];
     values_of(cfg, v);
+    atomic_store_explicit(&seg->config[1].claim, tagged(1, 0), memory_order_relaxed);
     for (unsigned f = 0; f < CB_CF_COUNT; f++)
-        atomic_store_explicit(&seg->config[1].word[f], UINT64_C(1) << 32 | v[f], memory_order_relaxed);
+        atomic_store_explicit(&seg->config[1].word[f], tagged(1, v[f]), memory_order_relaxed);
     atomic_store_explicit(&seg->config_tickets, 1, memory_order_relaxed);
     atomic_store_explicit(&seg->config_current, 1, memory_order_relaxed);
 }
@@ -149,26 +151,36 @@ int cb_config_read(const struct cb_segment *seg, cb_config *out)
     return 0;
 }
 
-/* Step 3: write cfg into ticket t's slot. 0 if the slot was not ours. */
+/* Steps 3 and 4: claim ticket t's slot and write cfg into it, for an
+ * update that read config_current v. 0 if the slot was not ours. */
 static int fill_slot(struct cb_segment *seg, uint64_t t, uint64_t v, const cb_config *cfg, int anyway)
 {
-    if (t % CB_CONFIG_SLOTS == v % CB_CONFIG_SLOTS)
-        return 0; /* the slot in force */
     struct cb_config_slot *slot = &seg->config[t % CB_CONFIG_SLOTS];
+    uint64_t claim = atomic_load_explicit(&slot->claim, memory_order_relaxed);
+    uint64_t current = atomic_load_explicit(&seg->config_current, memory_order_relaxed);
+    if (t % CB_CONFIG_SLOTS == current % CB_CONFIG_SLOTS)
+        return 0; /* the slot in force */
+    if ((uint32_t)claim == (uint32_t)current && !anyway)
+        return 0; /* its update read the config in force: it may publish */
+    uint64_t mine = tagged(t, (uint32_t)v);
+    /* Model step "claim": safe, as the slot's update can no longer publish
+     * (config_current left its base for good, and was loaded after the
+     * claim: had it published first, we would see its ticket in force). */
+    if (!atomic_compare_exchange_strong_explicit(&slot->claim, &claim, mine, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return 0;
     uint32_t values[CB_CF_COUNT];
     values_of(cfg, values);
     for (unsigned f = 0; f < CB_CF_COUNT; f++) {
         uint64_t seen = atomic_load_explicit(&slot->word[f], memory_order_relaxed);
-        uint64_t mine = (uint64_t)(uint32_t)t << 32 | values[f];
         do {
-            uint32_t owner = ticket_of(seen);
-            if (!older(owner, (uint32_t)v) && !anyway)
-                return 0;
-            /* Safe: a word older than the config in force belongs to an
-             * update that can no longer publish; relaxed, as the
+            if (atomic_load_explicit(&slot->claim, memory_order_relaxed) != mine)
+                return 0; /* taken from us: we cannot publish any more */
+            /* Model step "write": fails if a new owner wrote this word
+             * since we loaded it; it then writes after us. Relaxed: the
              * publication CAS orders these writes for readers. */
-        } while (!atomic_compare_exchange_weak_explicit(&slot->word[f], &seen, mine, memory_order_relaxed,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(&slot->word[f], &seen, tagged(t, values[f]),
+                                                        memory_order_relaxed, memory_order_relaxed));
     }
     return 1;
 }
@@ -179,10 +191,14 @@ typedef void (*compute_fn)(const cb_config *now, const cb_config *given, cb_conf
 static int update(struct cb_segment *seg, const cb_config *given, compute_fn compute)
 {
     unsigned occupied = 0;
+    uint64_t last_v = 0;
     for (;;) {
         cb_config now, next;
         uint64_t v;
         int consistent = read_current(seg, &now, &v);
+        if (v != last_v)
+            occupied = 0; /* a new round: its slots are counted afresh */
+        last_v = v;
         compute(&now, given, &next);
         if (consistent && same_config(&now, &next))
             return 0;
@@ -191,9 +207,10 @@ static int update(struct cb_segment *seg, const cb_config *given, compute_fn com
             occupied++;
             continue;
         }
-        /* Safe: succeeds only if nothing was published since step 1, so
-         * next was computed from the config this replaces. Release: whoever
-         * reads t here (acquire) sees the slot words written above. */
+        /* Model step "publish": succeeds only if nothing was published
+         * since step 1, so next was computed from the config this
+         * replaces. Release: whoever reads t here (acquire) sees the slot
+         * words written above. */
         if (atomic_compare_exchange_strong_explicit(&seg->config_current, &v, t, memory_order_release,
                                                     memory_order_relaxed))
             return 1;

@@ -75,11 +75,12 @@ struct cb_stripe {
 /* The stored config's fields, in a slot's word order. */
 enum cb_config_field { CB_CF_THRESHOLD, CB_CF_RESET_TIMEOUT, CB_CF_PROBE_TIMEOUT, CB_CF_COUNT };
 
-/* One config: each word is ticket << 32 | value, the ticket of the update
- * that wrote it (config.c). */
+/* One config (config.c): claim is ticket << 32 | base, the update that
+ * writes it and the config_current it read; each word is ticket << 32 |
+ * value, the update that wrote it. */
 struct cb_config_slot {
+    _Atomic uint64_t claim;
     _Atomic uint64_t word[CB_CF_COUNT];
-    uint64_t pad;
 };
 
 /* One remembered transition: four words, each holding the generation it

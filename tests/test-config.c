@@ -435,15 +435,16 @@ START_TEST(test_killed_writers_leave_one_config)
 }
 END_TEST
 
-/* What an update killed after writing (part of) its slot, before
- * publishing it, leaves behind: a ticket taken and slot words tagged
- * with it. */
+/* What an update killed after claiming its slot and writing (some of)
+ * its words, before publishing, leaves behind: a ticket taken, a claim
+ * based on the config in force, and words tagged with the ticket. */
 static void die_mid_update(struct cb_segment *seg, unsigned words)
 {
     uint64_t t = atomic_fetch_add(&seg->config_tickets, 1) + 1;
     uint64_t current = atomic_load(&seg->config_current);
     if (t % CB_CONFIG_SLOTS == current % CB_CONFIG_SLOTS)
-        return; /* a real update never writes the slot in force */
+        return; /* a real update never claims the slot in force */
+    atomic_store(&seg->config[t % CB_CONFIG_SLOTS].claim, (uint64_t)(uint32_t)t << 32 | (uint32_t)current);
     for (unsigned f = 0; f < words; f++)
         atomic_store(&seg->config[t % CB_CONFIG_SLOTS].word[f], (uint64_t)(uint32_t)t << 32 | (4200 + f));
 }
@@ -454,9 +455,10 @@ START_TEST(test_dead_writers_in_every_slot)
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &config_a, &b), CB_CREATED);
     for (unsigned round = 0; round < 3; round++) {
-        /* Every slot but the one in force holds a dead update's words. */
+        /* Every slot but the one in force is held by a dead update that
+         * read the config in force (so might have published it). */
         for (unsigned i = 0; i < CB_CONFIG_SLOTS; i++)
-            die_mid_update(b->seg, 1 + i % CB_CF_COUNT);
+            die_mid_update(b->seg, i % (CB_CF_COUNT + 1));
         assert_in_force(b, round % 2 ? &config_b : &config_a, NULL, NULL, "after the dead updates");
         static cb_info info;
         ck_assert_int_eq(cb_get_info(b, &info), 0);
