@@ -140,12 +140,11 @@ int cb_config_read(const struct cb_segment *seg, cb_config *out)
     /* A slow reader can find its slot reused after a newer publication:
      * then config_current has moved on, and reading again finds the new
      * one. Retrying only when it moved never waits for a writer. */
-    uint64_t v, again;
     for (unsigned tries = 0; tries < CB_CONFIG_SLOTS; tries++) {
+        uint64_t v;
         if (read_current(seg, out, &v))
             return 1;
-        again = atomic_load_explicit(&seg->config_current, memory_order_relaxed);
-        if (again == v)
+        if (atomic_load_explicit(&seg->config_current, memory_order_relaxed) == v)
             break;
     }
     return 0;
