@@ -155,7 +155,9 @@ int cb_config_read(const struct cb_segment *seg, cb_config *out)
 static int fill_slot(struct cb_segment *seg, uint64_t t, uint64_t v, const cb_config *cfg, int anyway)
 {
     struct cb_config_slot *slot = &seg->config[t % CB_CONFIG_SLOTS];
-    uint64_t claim = atomic_load_explicit(&slot->claim, memory_order_relaxed);
+    /* Acquire, pairing with the claim CAS's release: config_current is
+     * then loaded after the claim, and no older than its owner's base. */
+    uint64_t claim = atomic_load_explicit(&slot->claim, memory_order_acquire);
     uint64_t current = atomic_load_explicit(&seg->config_current, memory_order_relaxed);
     if (t % CB_CONFIG_SLOTS == current % CB_CONFIG_SLOTS)
         return 0; /* the slot in force */
@@ -165,21 +167,23 @@ static int fill_slot(struct cb_segment *seg, uint64_t t, uint64_t v, const cb_co
     /* Model step "claim": safe, as the slot's update can no longer publish
      * (config_current left its base for good, and was loaded after the
      * claim: had it published first, we would see its ticket in force). */
-    if (!atomic_compare_exchange_strong_explicit(&slot->claim, &claim, mine, memory_order_relaxed,
+    if (!atomic_compare_exchange_strong_explicit(&slot->claim, &claim, mine, memory_order_release,
                                                  memory_order_relaxed))
         return 0;
     uint32_t values[CB_CF_COUNT];
     values_of(cfg, values);
     for (unsigned f = 0; f < CB_CF_COUNT; f++) {
-        uint64_t seen = atomic_load_explicit(&slot->word[f], memory_order_relaxed);
+        /* Acquire/release on the words: had we loaded a new owner's word,
+         * its claim would be visible to the check that follows. */
+        uint64_t seen = atomic_load_explicit(&slot->word[f], memory_order_acquire);
         do {
             if (atomic_load_explicit(&slot->claim, memory_order_relaxed) != mine)
                 return 0; /* taken from us: we cannot publish any more */
             /* Model step "write": fails if a new owner wrote this word
-             * since we loaded it; it then writes after us. Relaxed: the
-             * publication CAS orders these writes for readers. */
+             * since we loaded it; it then writes after us. Readers get
+             * these words through the publication CAS's release. */
         } while (!atomic_compare_exchange_weak_explicit(&slot->word[f], &seen, tagged(t, values[f]),
-                                                        memory_order_relaxed, memory_order_relaxed));
+                                                        memory_order_release, memory_order_acquire));
     }
     return 1;
 }

@@ -30,6 +30,7 @@
  * White box: includes src/config.h and src/handle.h to read the slots.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,12 +402,20 @@ START_TEST(test_killed_writers_leave_one_config)
     char when[64];
     unsigned landed = 0; /* rounds where the killed writers' updates showed */
     for (unsigned r = 0; r < KILL_ROUNDS; r++) {
+        unsigned long begun = atomic_load(&c->updates);
+        unsigned long target = (unsigned long)(rand_r(&seed) % 64);
         pid_t pids[2];
         for (unsigned i = 0; i < 2; i++)
             pids[i] = tl_spawn(churn, c);
-        /* Anywhere from before the first update to thousands in. */
-        struct timespec ts = {0, (long)(rand_r(&seed) % 3000) * 1000L};
-        nanosleep(&ts, NULL);
+        /* Kill after a random number of updates begun (0: perhaps before
+         * the first), not after a time: under valgrind a child takes
+         * milliseconds to start. Where in an update it lands is chance. */
+        time_t give_up = time(NULL) + DEADLINE_S;
+        while (atomic_load(&c->updates) - begun < target) {
+            ck_assert_msg(time(NULL) < give_up, "round %u: %lu of %lu updates", r,
+                          atomic_load(&c->updates) - begun, target);
+            sched_yield();
+        }
         for (unsigned i = 0; i < 2; i++) {
             ck_assert_int_eq(kill(pids[i], SIGKILL), 0);
             int status;
