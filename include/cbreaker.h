@@ -129,6 +129,10 @@ typedef struct cb_config {
  * cooperating users of one group; the creator makes the segment's group
  * that group (its egid when it creates, or chgrp) and gives it mode 0660. */
 #define CB_OPEN_TRUST_GROUP 1u
+/* cb_config.flags for cb_open(): create the circuit with cfg if it does
+ * not exist, but attach to an existing one without replacing its stored
+ * config (CB_OPENED even when it differs). */
+#define CB_OPEN_KEEP_CONFIG 2u
 
 /* Filled in by cb_acquire(); a report consumes it. */
 typedef struct cb_permit {
@@ -218,16 +222,21 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  * it is created here). Non-NULL: zero fields take the defaults; if the
  * circuit exists with a different threshold or timeouts, the stored config
  * is replaced and CB_CONFIG_UPDATED is returned, so a restarted server's
- * new config takes effect. cfg->mode applies only to a segment created
- * here. Many processes may open one new name at once: all get the same
- * circuit, exactly one gets CB_CREATED, and that one's cfg->mode is the
- * segment's mode (whatever the umask). Nothing is ever visible under the
- * name before it is a complete segment. An existing segment must be
- * trusted (see the caveats): owned by the caller's euid or root, or with
- * cfg->flags CB_OPEN_TRUST_GROUP by a user of one of the caller's groups,
- * and not writable by others. Safe to call before fork(); children use
- * the inherited handle. Not a cancellation point (cancellation is
- * deferred until it returns).
+ * new config takes effect (unless cfg->flags has CB_OPEN_KEEP_CONFIG).
+ * The replacement is atomic: processes opening with configs A and B at
+ * once leave exactly A or B stored (the one published last), never a mix,
+ * and a process killed while replacing it leaves the config as it was.
+ * Each is told CB_CONFIG_UPDATED if its config replaced a different one,
+ * even if another replaced it again a moment later. cfg->mode applies
+ * only to a segment created here. Many processes may open one new name at
+ * once: all get the same circuit, exactly one gets CB_CREATED, and that
+ * one's cfg->mode is the segment's mode (whatever the umask). Nothing is
+ * ever visible under the name before it is a complete segment. An
+ * existing segment must be trusted (see the caveats): owned by the
+ * caller's euid or root, or with cfg->flags CB_OPEN_TRUST_GROUP by a user
+ * of one of the caller's groups, and not writable by others. Safe to call
+ * before fork(); children use the inherited handle. Not a cancellation
+ * point (cancellation is deferred until it returns).
  *
  * Returns CB_OPENED, CB_CREATED or CB_CONFIG_UPDATED and sets *out; or
  *   -EINVAL      out or name NULL, cfg->mode has bits beyond 0777, or
@@ -248,6 +257,23 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  *   -ENOMEM, -EMFILE, -ENOSPC, ...  from open, linkat, ftruncate or mmap
  */
 CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
+
+/**
+ * Replace the stored threshold and timeouts with cfg's non-zero fields,
+ * keeping the stored value of each zero field, as one atomic update: it
+ * applies to the config in force when it lands (it is retried if another
+ * update lands first), so it never resets a field it was not given and
+ * never leaves a mix. One exception keeps "probe timeout 0: the reset
+ * timeout" meaning the same: with probe_timeout_ms 0 and a new
+ * reset_timeout_ms, a stored probe timeout equal to the stored reset
+ * timeout follows the new reset timeout. cfg->mode and cfg->flags change
+ * nothing (a segment's mode is set when it is created).
+ *
+ * Returns 1 if the stored config changed, 0 if it already held those
+ * values, or -EINVAL (b or cfg NULL, cfg->mode has bits beyond 0777, or
+ * cfg->flags has unknown bits).
+ */
+CB_EXPORT int cb_set_config(cb_breaker *b, const cb_config *cfg);
 
 /**
  * Like cb_open(cfg NULL) but never creates: -ENOENT if NAME does not

@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "events.h"
 #include "handle.h"
 #include "state_word.h"
@@ -72,9 +73,9 @@ static unsigned permit_kind(const cb_breaker *b, const cb_permit *p)
     return kind <= PERMIT_PROBE ? kind : PERMIT_NONE;
 }
 
-static uint64_t config_ms(const cb_breaker *b, _Atomic uint32_t *field)
+static uint64_t config_ms(const cb_breaker *b, enum cb_config_field field)
 {
-    return (uint64_t)atomic_load_explicit(field, memory_order_relaxed) + b->clock_tick_ms;
+    return (uint64_t)cb_config_value(b->seg, field) + b->clock_tick_ms;
 }
 
 static int cas_word(struct cb_segment *seg, uint64_t *expected, uint64_t desired)
@@ -101,14 +102,14 @@ static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permi
             issue_permit(b, permit, w, PERMIT_CALL);
             return CB_ALLOWED;
         case CB_OPEN:
-            if (sw_elapsed(now, sw_payload(w)) < config_ms(b, &seg->reset_timeout_ms))
+            if (sw_elapsed(now, sw_payload(w)) < config_ms(b, CB_CF_RESET_TIMEOUT))
                 goto reject;
             reason = CB_REASON_TIMEOUT;
             break;
         case CB_HALF_OPEN:
             if (sw_payload(w) == CB_SLOT_FREE)
                 reason = -1; /* a released probe: not a transition */
-            else if (sw_elapsed(now, sw_payload(w)) >= config_ms(b, &seg->probe_timeout_ms))
+            else if (sw_elapsed(now, sw_payload(w)) >= config_ms(b, CB_CF_PROBE_TIMEOUT))
                 reason = CB_REASON_LEASE_EXPIRED;
             else
                 goto reject;
@@ -176,7 +177,7 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
             if (likely(count == 0))
                 break; /* the healthy path: nothing to write */
             next = sw_make(CB_CLOSED, issued_gen, 0);
-        } else if (count + 1 >= atomic_load_explicit(&seg->failure_threshold, memory_order_relaxed)) {
+        } else if (count + 1 >= cb_config_value(seg, CB_CF_THRESHOLD)) {
             now = cb_clock_now(b);
             next = sw_next(w, CB_OPEN, now);
             trips = 1;

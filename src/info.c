@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "config.h"
 #include "handle.h"
 #include "history.h"
 #include "state_word.h"
@@ -30,9 +31,7 @@ int cb_get_info(cb_breaker *b, cb_info *out)
     uint64_t now = cb_clock_now(b);
     out->state = (cb_state)sw_state(w);
     out->generation = (uint32_t)sw_gen(w);
-    out->config.failure_threshold = atomic_load_explicit(&seg->failure_threshold, memory_order_relaxed);
-    out->config.reset_timeout_ms = atomic_load_explicit(&seg->reset_timeout_ms, memory_order_relaxed);
-    out->config.probe_timeout_ms = atomic_load_explicit(&seg->probe_timeout_ms, memory_order_relaxed);
+    cb_config_read(seg, &out->config);
     out->layout_version = seg->layout_version;
     out->segment_size = seg->size;
     switch (sw_state(w)) {

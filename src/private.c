@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "config.h"
 #include "handle.h"
 #include "shm.h"
 

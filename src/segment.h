@@ -4,9 +4,11 @@
  * Never installed: tools read a circuit through cb_get_info(), not through
  * this struct. One segment per circuit, in /dev/shm/cbreaker.NAME:
  *
- *   header   magic, layout version, shape, size, ready word, config
+ *   header   magic, layout version, shape, size, ready word; which config
+ *            slot is in force
  *   state    the one word every state change is a CAS on, alone on its line
  *   probe    who holds the probe (display only), on its own line
+ *   config   slots of threshold and timeouts, one in force (config.c)
  *   stripes  per-thread counter stripes, one line pair each (stripes.c)
  *   history  ring of the last transitions, slot = generation % ring size
  *
@@ -29,13 +31,14 @@
 
 #include "cbreaker.h"
 
-#define CB_LAYOUT_VERSION 1u
+#define CB_LAYOUT_VERSION 2u
 /* "cbreaker" in memory order on a little-endian host; a byte-swapped
  * reading is 0x6362726561... and fails the check. */
 #define CB_MAGIC UINT64_C(0x72656b6165726263)
 #define CB_LINE 128u
 #define CB_STRIPES 64u
 #define CB_RING CB_HISTORY_MAX
+#define CB_CONFIG_SLOTS 16u
 
 /* Values of the ready word. This library publishes a segment under its
  * name only once it holds READY (see shm.c). cbreaker 0.1 created segments
@@ -69,6 +72,17 @@ struct cb_stripe {
     uint8_t pad[CB_LINE - 8 - CB_C_COUNT * 8];
 };
 
+/* The stored config's fields, in a slot's word order. */
+enum cb_config_field { CB_CF_THRESHOLD, CB_CF_RESET_TIMEOUT, CB_CF_PROBE_TIMEOUT, CB_CF_COUNT };
+
+/* One config (config.c): claim is ticket << 32 | base, the update that
+ * writes it and the config_current it read; each word is ticket << 32 |
+ * value, the update that wrote it. */
+struct cb_config_slot {
+    _Atomic uint64_t claim;
+    _Atomic uint64_t word[CB_CF_COUNT];
+};
+
 /* One remembered transition: four words, each holding the generation it
  * belongs to in its top CB_RING_TAG_BITS bits and one field below (see
  * history.c for why every word carries it). */
@@ -96,18 +110,20 @@ struct cb_segment {
     uint32_t shape;
     uint64_t size;
     _Atomic uint64_t ready;
-    /* Header, written at initialization; config may be replaced later. */
+    /* Header, written at initialization; the config in force changes. */
     uint32_t instance; /* random, ties permits to this segment */
-    _Atomic uint32_t failure_threshold;
-    _Atomic uint32_t reset_timeout_ms;
-    _Atomic uint32_t probe_timeout_ms;
-    uint8_t pad0[CB_LINE - 48];
+    uint32_t pad_instance;
+    _Atomic uint64_t config_current; /* ticket of the config in force */
+    _Atomic uint64_t config_tickets; /* last ticket handed to an update */
+    uint8_t pad0[CB_LINE - 56];
 
     _Atomic uint64_t state; /* state_word.h */
     uint8_t pad1[CB_LINE - 8];
 
     _Atomic uint64_t probe_holder; /* generation << 32 | pid of the probe */
     uint8_t pad2[CB_LINE - 8];
+
+    struct cb_config_slot config[CB_CONFIG_SLOTS]; /* in force: current % slots */
 
     struct cb_stripe stripes[CB_STRIPES];
     struct cb_ring_entry ring[CB_RING];
@@ -120,13 +136,14 @@ struct cb_segment {
  * private to each process and silently break exclusion between them. */
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && sizeof(long long) == 8,
                "the 64-bit state word must always be lock-free");
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && sizeof(int) == 4,
-               "32-bit config words must always be lock-free");
 _Static_assert(sizeof(struct cb_stripe) == CB_LINE, "one stripe per line pair");
 _Static_assert(__builtin_offsetof(struct cb_segment, ready) == 24,
                "the frozen prefix must not move");
 _Static_assert(__builtin_offsetof(struct cb_segment, pad0) <= CB_LINE, "header fits a line");
 _Static_assert(__builtin_offsetof(struct cb_segment, state) == CB_LINE, "state word on line 1");
+_Static_assert(sizeof(struct cb_config_slot) == 32, "config slots pack four to a line");
+_Static_assert(__builtin_offsetof(struct cb_segment, config) % CB_LINE == 0, "config slots aligned");
+_Static_assert((CB_CONFIG_SLOTS & (CB_CONFIG_SLOTS - 1)) == 0, "config slot count is a power of two");
 _Static_assert(__builtin_offsetof(struct cb_segment, stripes) % CB_LINE == 0, "stripes aligned");
 _Static_assert((CB_STRIPES & (CB_STRIPES - 1)) == 0, "stripe count is a power of two");
 _Static_assert((CB_RING & (CB_RING - 1)) == 0, "ring size is a power of two");

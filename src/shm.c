@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "handle.h"
 #include "shm.h"
 #include "state_word.h"
@@ -73,20 +74,6 @@ void cb_shm_path(char out[CB_SHM_PATH_MAX], const char *name)
     snprintf(out, CB_SHM_PATH_MAX, "%s%s", CB_SHM_PREFIX, name);
 }
 
-int cb_resolve_config(const cb_config *in, cb_config *out)
-{
-    static const cb_config none;
-    if (!in)
-        in = &none;
-    if (in->mode & ~0777u)
-        return -EINVAL;
-    out->failure_threshold = in->failure_threshold ? in->failure_threshold : CB_DEFAULT_FAILURE_THRESHOLD;
-    out->reset_timeout_ms = in->reset_timeout_ms ? in->reset_timeout_ms : CB_DEFAULT_RESET_TIMEOUT_MS;
-    out->probe_timeout_ms = in->probe_timeout_ms ? in->probe_timeout_ms : out->reset_timeout_ms;
-    out->mode = in->mode ? in->mode : CB_DEFAULT_MODE;
-    return 0;
-}
-
 static uint32_t fresh_instance(void)
 {
     uint32_t x;
@@ -98,13 +85,6 @@ static uint32_t fresh_instance(void)
     return x | 1u; /* never 0: an empty permit carries instance 0 */
 }
 
-void cb_store_config(struct cb_segment *seg, const cb_config *cfg)
-{
-    atomic_store_explicit(&seg->failure_threshold, cfg->failure_threshold, memory_order_relaxed);
-    atomic_store_explicit(&seg->reset_timeout_ms, cfg->reset_timeout_ms, memory_order_relaxed);
-    atomic_store_explicit(&seg->probe_timeout_ms, cfg->probe_timeout_ms, memory_order_relaxed);
-}
-
 /* Nobody else sees seg yet (an unnamed file, or private memory). */
 void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
 {
@@ -114,7 +94,7 @@ void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
     seg->shape = CB_SHAPE;
     seg->size = CB_SEGMENT_SIZE;
     seg->instance = fresh_instance();
-    cb_store_config(seg, cfg);
+    cb_config_init(seg, cfg);
     atomic_store_explicit(&seg->state, sw_make(CB_CLOSED, 0, 0), memory_order_relaxed);
     /* Release: everything above happens-before any acquire load of READY
      * (the name is published only later, but a reader of another library
@@ -354,13 +334,6 @@ static int attach_or_create(const char *name, const cb_config *cfg, uint32_t fla
     return -EAGAIN; /* the name was removed again after every EEXIST */
 }
 
-static int config_differs(const struct cb_segment *seg, const cb_config *cfg)
-{
-    return atomic_load_explicit(&seg->failure_threshold, memory_order_relaxed) != cfg->failure_threshold ||
-           atomic_load_explicit(&seg->reset_timeout_ms, memory_order_relaxed) != cfg->reset_timeout_ms ||
-           atomic_load_explicit(&seg->probe_timeout_ms, memory_order_relaxed) != cfg->probe_timeout_ms;
-}
-
 void cb_handle_fill(cb_breaker *b, struct cb_segment *seg, const char *name, uint32_t mode)
 {
     b->seg = seg;
@@ -383,9 +356,7 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     rc = cb_resolve_config(cfg, &resolved);
     if (rc)
         return rc;
-    uint32_t flags = cfg ? cfg->flags : 0;
-    if (flags & ~(uint32_t)CB_OPEN_TRUST_GROUP)
-        return -EINVAL;
+    uint32_t flags = resolved.flags; /* known bits only (cb_resolve_config) */
     /* Off while we hold fds and mappings: a cancelled caller leaks none
      * and leaves no temporary name (open and close are cancellation
      * points, and so is getrandom in glibc). */
@@ -406,10 +377,8 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     *out = b;
     if (rc == CB_CREATED)
         return CB_CREATED;
-    if (cfg && config_differs(seg, &resolved)) {
-        cb_store_config(seg, &resolved);
+    if (cfg && !(resolved.flags & CB_OPEN_KEEP_CONFIG) && cb_store_config(seg, &resolved))
         return CB_CONFIG_UPDATED;
-    }
     return CB_OPENED;
 }
 

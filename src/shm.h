@@ -17,10 +17,6 @@
 int cb_check_name(const char *name);
 /* "/cbreaker.NAME" for a checked name. */
 void cb_shm_path(char out[CB_SHM_PATH_MAX], const char *name);
-/* Replace the segment's threshold and timeouts (each word on its own). */
-void cb_store_config(struct cb_segment *seg, const cb_config *cfg);
-/* cfg with zero fields replaced by the defaults; -EINVAL for bad mode bits. */
-int cb_resolve_config(const cb_config *in, cb_config *out);
 /* Fill a segment nobody else sees yet (unnamed, or private memory); READY
  * last. */
 void cb_segment_init(struct cb_segment *seg, const cb_config *cfg);

@@ -17,7 +17,9 @@
  *            the state printed before the arrow is the one replaced, also
  *            when it is the state forced (CLOSED -> CLOSED, OPEN -> OPEN).
  *   create   create (options, durations 500ms/30s/5m, mode), create again
- *            (idempotent, only given options change), rm.
+ *            (idempotent, only given options change), rm; a server that
+ *            creates the circuit at the worst moment (a preloaded shim)
+ *            keeps every option cbctl was not given.
  *   exits    every exit code: 0; 1 no such circuit; 2 usage errors (each
  *            kind); 3 permission denied, as nobody on a root-owned 0600
  *            circuit (and read-only access to a 0644 one; skipped when not
@@ -1138,6 +1140,45 @@ START_TEST(test_create_and_rm)
 }
 END_TEST
 
+/* A server creates the circuit with threshold 7 at the worst moment for
+ * cbctl create --reset-timeout 5s (the preloaded shim, just after any
+ * look cbctl takes first, or just before it opens): the circuit keeps
+ * threshold 7 and only the reset timeout changes (the probe timeout,
+ * which followed it, follows on). */
+START_TEST(test_create_race_keeps_server_config)
+{
+    const char *shim = getenv("CBCTL_RACE_SHIM");
+    ck_assert_msg(shim != NULL, "CBCTL_RACE_SHIM is not set (meson test sets it)");
+    const char *name = unique_name("create-race");
+    char asan[512];
+    const char *asan_was = getenv("ASAN_OPTIONS");
+    /* A sanitizer build's cbctl must accept the shim ahead of its runtime. */
+    snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", asan_was ? asan_was : "", asan_was ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    setenv("CB_RACE_NAME", name, 1);
+    setenv("LD_PRELOAD", shim, 1);
+    struct run r = CBCTL("create", name, "--reset-timeout", "5s");
+    unsetenv("LD_PRELOAD");
+    unsetenv("CB_RACE_NAME");
+    if (asan_was)
+        setenv("ASAN_OPTIONS", asan_was, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    assert_ok(&r);
+    char want[512];
+    snprintf(want, sizeof want,
+             "%s: exists, config updated (threshold 7, reset timeout 5.0s, probe timeout 5.0s, mode 0600)\n", name);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_threshold, 7);
+    ck_assert_uint_eq(info.config.reset_timeout_ms, 5000);
+    ck_assert_uint_eq(info.config.probe_timeout_ms, 5000);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 START_TEST(test_usage_errors_exit_2)
 {
     const char *name = unique_name("usage");
@@ -1796,6 +1837,7 @@ static Suite *cbctl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_create_and_rm);
+    tcase_add_test(tc, test_create_race_keeps_server_config);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("exit-codes");

@@ -13,7 +13,8 @@
  *  - where the object is a usable segment, cb_attach succeeds and the
  *    state machine runs on it (acquire, every report, reset, trip,
  *    snapshot) on a fake clock; after cb_reset the circuit must be CLOSED
- *    and its snapshot clean, whatever the image held.
+ *    and its snapshot clean, and after cb_set_config its snapshot must
+ *    show exactly the config set, whatever the image held.
  * Run by tools/fuzz; any crash or sanitizer report is a failure.
  */
 #include <fcntl.h>
@@ -137,6 +138,15 @@ static void exercise(cb_breaker *b)
     int rc = cb_get_info(b, &info);
     if (rc != 0 || info.state != CB_CLOSED || info.failures != 0)
         fail("cb_get_info after cb_reset", rc);
+    /* Whatever the config slots held, an update lands whole. */
+    cb_config next = {.failure_threshold = 4, .reset_timeout_ms = 70, .probe_timeout_ms = 30};
+    rc = cb_set_config(b, &next);
+    if (rc != 0 && rc != 1)
+        fail("cb_set_config", rc);
+    rc = cb_get_info(b, &info);
+    if (rc != 0 || info.config.failure_threshold != 4 || info.config.reset_timeout_ms != 70 ||
+        info.config.probe_timeout_ms != 30)
+        fail("cb_get_info after cb_set_config", rc);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -12,7 +12,6 @@
  * so that an object that is not a circuit is refused at once with the
  * reason (see force()).
  */
-#include <errno.h>
 #include <string.h>
 
 #include "cbctl.h"
@@ -53,33 +52,33 @@ static void describe(const cb_info *in, char *buf, size_t len)
 
 /*
  * Idempotent, for provisioning scripts: creates the circuit, or applies
- * the options given to an existing one and keeps the rest of its config
- * (cb_open would reset fields left out to the defaults).
+ * the options given to an existing one and keeps the rest of its config.
+ * One cb_open that creates with the options but keeps an existing
+ * circuit's config, then, if it existed, one atomic cb_set_config of the
+ * options given: a circuit that a server creates at the same moment keeps
+ * every field the user left out (no look first, so nothing to go stale).
  */
 int cmd_create(const struct options *o, const char *name)
 {
     static cb_info info;
     cb_config cfg = o->cfg;
-    int rc = cb_inspect(name, &info);
-    int existed = rc == 0;
-    if (rc != 0 && rc != -ENOENT)
-        return report_error(name, rc);
-    if (existed) {
-        if (!o->threshold_set)
-            cfg.failure_threshold = info.config.failure_threshold;
-        if (!o->reset_set)
-            cfg.reset_timeout_ms = info.config.reset_timeout_ms;
-        if (!o->probe_set)
-            cfg.probe_timeout_ms = o->reset_set && info.config.probe_timeout_ms == info.config.reset_timeout_ms
-                                       ? 0 /* it followed the reset timeout: let it follow on */
-                                       : info.config.probe_timeout_ms;
-    }
+    cfg.flags = CB_OPEN_KEEP_CONFIG;
     cb_breaker *b = NULL;
-    rc = cb_open(name, &cfg, &b);
+    int rc = cb_open(name, &cfg, &b);
     if (rc < 0)
         return report_error(name, rc);
-    cb_get_info(b, &info);
+    if (rc != CB_CREATED) {
+        int changed = cb_set_config(b, &o->cfg); /* options left out are 0: kept */
+        if (changed < 0) {
+            cb_close(b);
+            return report_error(name, changed);
+        }
+        rc = changed ? CB_CONFIG_UPDATED : CB_OPENED;
+    }
+    int looked = cb_get_info(b, &info);
     cb_close(b);
+    if (looked != 0)
+        return report_error(name, looked); /* an impossible state: say so */
     if (o->quiet)
         return CBCTL_OK;
     char what[256];
