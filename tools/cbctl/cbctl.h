@@ -43,7 +43,7 @@ struct options {
     uint32_t interval_ms;
     int interval_set;
     cb_config cfg;       /* create: zero fields not given */
-    int threshold_set, reset_set, probe_set, mode_set;
+    int mode_set;
 };
 
 /* ---- format.c ---- */

@@ -80,7 +80,7 @@ static void usage(FILE *f)
                "  0  success (is-closed: the circuit is CLOSED)\n"
                "  1  no such circuit (is-closed: also OPEN or HALF_OPEN)\n"
                "  2  usage error: command, option, duration or circuit name\n"
-               "  3  permission denied (the segment's owner and mode are shown)\n"
+               "  3  permission denied, or a segment not trusted (owner and mode are shown)\n"
                "  4  not a valid circuit segment (magic, layout version, size, shape, not\n"
                "     initialized, impossible state) or another error; stderr says which\n\n"
                "See cbctl(1).\n");
@@ -180,19 +180,16 @@ static int parse_options(int argc, char **argv, struct options *o, unsigned *giv
         case OPT_THRESHOLD:
             if (parse_uint(optarg, 10, UINT32_MAX, &o->cfg.failure_threshold))
                 return usage_error("--threshold: '%s' is not a whole number of at least 1", optarg);
-            o->threshold_set = 1;
             note_group(given, O_CREATE, spelling);
             break;
         case OPT_RESET_TIMEOUT:
             if (parse_duration(optarg, &o->cfg.reset_timeout_ms))
                 return usage_error("--reset-timeout: '%s' is not a duration (500ms, 30s, 5m)", optarg);
-            o->reset_set = 1;
             note_group(given, O_CREATE, spelling);
             break;
         case OPT_PROBE_TIMEOUT:
             if (parse_duration(optarg, &o->cfg.probe_timeout_ms))
                 return usage_error("--probe-timeout: '%s' is not a duration (500ms, 30s, 5m)", optarg);
-            o->probe_set = 1;
             note_group(given, O_CREATE, spelling);
             break;
         case OPT_MODE:
