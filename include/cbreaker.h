@@ -75,9 +75,9 @@ extern "C" {
 #endif
 
 #define CB_VERSION_MAJOR 0
-#define CB_VERSION_MINOR 1
+#define CB_VERSION_MINOR 2
 #define CB_VERSION_PATCH 0
-#define CB_VERSION_STRING "0.1.0"
+#define CB_VERSION_STRING "0.2.0"
 
 /** Longest circuit name, in characters (letters, digits, '.', '_', '-'). */
 #define CB_NAME_MAX 200

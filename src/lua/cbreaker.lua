@@ -125,7 +125,7 @@ int clock_gettime(int clk, cb_lua_timespec *ts);
 -- dynamic linker finds it; when neither works, the error lists every path
 -- tried.
 local function load_library()
-    local names = { "libcbreaker.so", "libcbreaker.so.0" }
+    local names = { "libcbreaker.so", "libcbreaker.so.1" }
     local tried = {}
     for template in string_gmatch(package.cpath, "[^;]+") do
         local dir = string_match(template, "^(.*/)")
