@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/mman.h> /* shm_open */
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,29 +57,6 @@ static int read_fully(int fd, void *buf, size_t len, off_t offset)
     return 0;
 }
 
-/* The checks cb_open applies on attach (shm.c), in the same order and
- * with the same answers, on the copy: a circuit inspects as valid exactly
- * when it can be attached. */
-static int check_copy(const struct cb_segment *seg, uint64_t file_size)
-{
-    uint64_t ready = atomic_load_explicit(&seg->ready, memory_order_relaxed);
-    if (ready != CB_READY) {
-        if (ready != 0 && (ready & CB_CLAIM_MASK) != CB_CLAIM_TAG)
-            return CB_ENOTCB;
-        /* Being created (ours are sized first), or not ours at all. */
-        return file_size == CB_SEGMENT_SIZE ? CB_EBUSY : CB_ENOTCB;
-    }
-    if (seg->magic != CB_MAGIC)
-        return CB_ENOTCB;
-    if (seg->layout_version != CB_LAYOUT_VERSION)
-        return CB_EVERSION;
-    if (seg->size != file_size || file_size != CB_SEGMENT_SIZE)
-        return CB_ESIZE;
-    if (seg->shape != CB_SHAPE)
-        return CB_ELAYOUT;
-    return 0;
-}
-
 /* Copy fd's object into *seg and check it; *mode gets its permissions. */
 static int copy_segment(int fd, struct cb_segment *seg, uint32_t *mode)
 {
@@ -97,7 +74,7 @@ static int copy_segment(int fd, struct cb_segment *seg, uint32_t *mode)
     size_t len = size < CB_SEGMENT_SIZE ? (size_t)size : (size_t)CB_SEGMENT_SIZE;
     int rc = read_fully(fd, seg, len, 0);
     if (rc == 0)
-        rc = check_copy(seg, size);
+        rc = cb_segment_check(seg, size);
     if (rc == 0) {
         uint64_t state; /* the freshest value, in one piece */
         rc = read_fully(fd, &state, sizeof state, (off_t)offsetof(struct cb_segment, state));

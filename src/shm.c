@@ -25,7 +25,7 @@
  * is refused at once: objects are opened O_NONBLOCK), owned by the caller's
  * euid or root (or, with CB_OPEN_TRUST_GROUP, by a user of a group of the
  * caller's), and not writable by others: else CB_EOWNER, before a byte of
- * it is read or written. Then one look (cb_shm_look) decides: READY and a
+ * it is read or written. Then cb_segment_check decides: READY and a
  * valid header attaches; no ready word yet (size 0, ready word 0 or a claim
  * of cbreaker 0.1's creation protocol: only an older library mid-creation,
  * or something it left, makes one) is CB_EBUSY at once, without waiting;
@@ -102,9 +102,15 @@ void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
     atomic_store_explicit(&seg->ready, CB_READY, memory_order_release);
 }
 
-/* Checks in the order the prefix lays them out; says which one failed. */
-static int validate(const struct cb_segment *seg, uint64_t file_size)
+int cb_segment_check(const struct cb_segment *seg, uint64_t file_size)
 {
+    uint64_t ready = atomic_load_explicit(&seg->ready, memory_order_acquire);
+    if (ready != CB_READY) {
+        if (ready != 0 && (ready & CB_CLAIM_MASK) != CB_CLAIM_TAG)
+            return CB_ENOTCB;
+        /* An older library mid-creation (it sized first), or not ours. */
+        return file_size == CB_SEGMENT_SIZE ? CB_EBUSY : CB_ENOTCB;
+    }
     if (seg->magic != CB_MAGIC)
         return CB_ENOTCB;
     if (seg->layout_version != CB_LAYOUT_VERSION)
@@ -114,44 +120,6 @@ static int validate(const struct cb_segment *seg, uint64_t file_size)
     if (seg->shape != CB_SHAPE)
         return CB_ELAYOUT;
     return 0;
-}
-
-int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_seen)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return CB_ENOTCB; /* a FIFO, directory or device under our name */
-    uint64_t size = (uint64_t)st.st_size;
-    if (size == 0)
-        return CB_LOOK_UNSIZED;
-    if (size < CB_PREFIX_SIZE)
-        return CB_ESIZE;
-    /* Never map (or touch) past the object's end: no SIGBUS. */
-    size_t len = size < CB_SEGMENT_SIZE ? (size_t)size : (size_t)CB_SEGMENT_SIZE;
-    int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
-    void *map = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED)
-        return -errno;
-    struct cb_segment *seg = map;
-    uint64_t ready = atomic_load_explicit(&seg->ready, memory_order_acquire);
-    int rc;
-    if (ready == CB_READY)
-        rc = validate(seg, size);
-    else if (ready != 0 && (ready & CB_CLAIM_MASK) != CB_CLAIM_TAG)
-        rc = CB_ENOTCB;
-    else if (size != CB_SEGMENT_SIZE)
-        rc = CB_LOOK_OTHER_SIZE; /* zeros, or another version mid-creation */
-    else
-        rc = CB_LOOK_UNREADY;
-    if (rc == 0 || rc == CB_LOOK_UNREADY) {
-        *out = seg;
-        *ready_seen = ready;
-    } else {
-        munmap(map, len);
-    }
-    return rc;
 }
 
 int cb_open_error(int err)
@@ -212,19 +180,23 @@ static int attach_existing(int fd, uint32_t flags, struct cb_segment **out, uint
     if (rc)
         return rc;
     *mode = (uint32_t)st.st_mode & 0777u;
-    uint64_t ready;
-    rc = cb_shm_look(fd, 1, out, &ready);
-    switch (rc) {
-    case CB_LOOK_UNREADY:
-        munmap(*out, CB_SEGMENT_SIZE);
-        return CB_EBUSY;
-    case CB_LOOK_UNSIZED:
-        return CB_EBUSY;
-    case CB_LOOK_OTHER_SIZE:
-        return CB_ENOTCB; /* not one of ours mid-creation: those are sized first */
-    default:
+    uint64_t size = (uint64_t)st.st_size;
+    if (size == 0)
+        return CB_EBUSY; /* an older library's creator has not sized it yet */
+    if (size < CB_PREFIX_SIZE)
+        return CB_ESIZE;
+    /* Never map (or touch) past the object's end: no SIGBUS. */
+    size_t len = size < CB_SEGMENT_SIZE ? (size_t)size : (size_t)CB_SEGMENT_SIZE;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    rc = cb_segment_check(map, size);
+    if (rc) {
+        munmap(map, len);
         return rc;
     }
+    *out = map;
+    return 0;
 }
 
 /* Fill fd's file (reachable by nobody else yet) as a complete segment with

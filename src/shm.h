@@ -24,16 +24,12 @@ void cb_segment_init(struct cb_segment *seg, const cb_config *cfg);
 /* shm_open's errno as our error: CB_ENOTCB for what cannot be a segment. */
 int cb_open_error(int err);
 
-/* What one look at an object found (cb_shm_look), besides 0 (a ready,
- * valid segment, mapped) and negative errors. */
-enum {
-    CB_LOOK_UNREADY = 1,    /* our size, not initialized yet: mapped */
-    CB_LOOK_UNSIZED = 2,    /* size 0: nobody has sized it yet */
-    CB_LOOK_OTHER_SIZE = 3  /* not initialized and not our size */
-};
-/* Look at fd's object once, mapping it read-write or read-only, without
- * ever touching bytes past its end. *out and *ready_seen are set when the
- * result is 0 or CB_LOOK_UNREADY; the mapping is CB_SEGMENT_SIZE long. */
-int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_seen);
+/* Whether seg (a mapping or a copy of an object of file_size bytes, at
+ * least CB_PREFIX_SIZE of them readable) is a ready circuit of this
+ * layout: 0, or which check failed, in the order the prefix lays them out
+ * (CB_ENOTCB, CB_EVERSION, CB_ESIZE, CB_ELAYOUT; CB_EBUSY for an object
+ * an older library left unready). Attach and inspect both use it, so a
+ * circuit inspects as valid exactly when it can be attached. */
+int cb_segment_check(const struct cb_segment *seg, uint64_t file_size);
 
 #endif
