@@ -1,0 +1,144 @@
+/*
+ * permit.c - Permit: one cb_permit from Handle.acquire().
+ *
+ * The first report (success, failure, release, or report(exc), which
+ * picks one from an exception) consumes it; later reports do nothing, as
+ * in the library. A permit dropped without a report is released, so a
+ * forgotten probe frees its slot at once rather than when its lease runs
+ * out. As a context manager it reports what the block did.
+ */
+#include "cbext.h"
+
+enum verdict_kind { VERDICT_SUCCESS, VERDICT_FAILURE, VERDICT_RELEASE };
+
+static void apply(PermitObject *p, enum verdict_kind v)
+{
+    if (p->reported)
+        return;
+    p->reported = 1;
+    HandleObject *h = p->handle;
+    if (v == VERDICT_SUCCESS)
+        cb_success(h->b, &p->permit);
+    else if (v == VERDICT_FAILURE)
+        cb_failure(h->b, &p->permit);
+    else
+        cb_release(h->b, &p->permit);
+    if (h->npending)
+        handle_flush_events(h);
+}
+
+/* What an exception says about the call: none is a success; one that is
+ * not an Exception (CancelledError, KeyboardInterrupt, SystemExit) or is
+ * excluded gives no verdict; any other is a failure of the dependency. */
+static enum verdict_kind verdict_for(PermitObject *p, PyObject *exc)
+{
+    if (exc == Py_None)
+        return VERDICT_SUCCESS;
+    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception))
+        return VERDICT_RELEASE;
+    PyObject *exclude = p->handle->exclude;
+    if (exclude && PyTuple_GET_SIZE(exclude) > 0 && PyErr_GivenExceptionMatches(exc, exclude))
+        return VERDICT_RELEASE;
+    return VERDICT_FAILURE;
+}
+
+static PyObject *Permit_success(PermitObject *self, PyObject *unused)
+{
+    (void)unused;
+    apply(self, VERDICT_SUCCESS);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Permit_failure(PermitObject *self, PyObject *unused)
+{
+    (void)unused;
+    apply(self, VERDICT_FAILURE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Permit_release(PermitObject *self, PyObject *unused)
+{
+    (void)unused;
+    apply(self, VERDICT_RELEASE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Permit_report(PermitObject *self, PyObject *exc)
+{
+    if (exc != Py_None && !PyExceptionInstance_Check(exc)) {
+        PyErr_Format(PyExc_TypeError, "report() takes an exception or None, not %.100s", Py_TYPE(exc)->tp_name);
+        return NULL;
+    }
+    apply(self, verdict_for(self, exc));
+    Py_RETURN_NONE;
+}
+
+static PyObject *Permit_enter(PermitObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(self);
+}
+
+static PyObject *Permit_exit(PermitObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "__exit__ takes 3 arguments");
+        return NULL;
+    }
+    PyObject *type = args[0], *exc = args[1];
+    apply(self, type == Py_None                 ? VERDICT_SUCCESS
+                : PyExceptionInstance_Check(exc) ? verdict_for(self, exc)
+                                                 : VERDICT_FAILURE);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Permit_get_is_probe(PermitObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->verdict == CB_PROBE);
+}
+
+static PyObject *Permit_get_reported(PermitObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->reported);
+}
+
+static void Permit_dealloc(PermitObject *self)
+{
+    if (!self->reported && self->handle->b) {
+        self->reported = 1;
+        cb_release(self->handle->b, &self->permit); /* never a transition: no event */
+    }
+    Py_DECREF(self->handle);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Permit_methods[] = {
+    {"success", (PyCFunction)Permit_success, METH_NOARGS, "Report that the call succeeded (cb_success)."},
+    {"failure", (PyCFunction)Permit_failure, METH_NOARGS, "Report that the dependency failed (cb_failure)."},
+    {"release", (PyCFunction)Permit_release, METH_NOARGS, "Give the permit back without a verdict (cb_release)."},
+    {"report", (PyCFunction)Permit_report, METH_O,
+     "report(exc): None is a success; an excluded exception or one that is not an Exception\n"
+     "(CancelledError, KeyboardInterrupt) releases; any other exception is a failure."},
+    {"__enter__", (PyCFunction)Permit_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Permit_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Permit_getset[] = {
+    {"is_probe", (getter)Permit_get_is_probe, NULL, "True if this is the one HALF_OPEN probe", NULL},
+    {"reported", (getter)Permit_get_reported, NULL, "True once a report consumed it", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject Permit_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cbreaker._cbreaker.Permit",
+    .tp_doc = PyDoc_STR("A permission to call the dependency once (cb_permit), from Handle.acquire()."),
+    .tp_basicsize = sizeof(PermitObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_dealloc = (destructor)Permit_dealloc,
+    .tp_methods = Permit_methods,
+    .tp_getset = Permit_getset,
+};
