@@ -33,7 +33,7 @@ static PyObject *uint_or_none(int applies, uint64_t v)
 {
     if (applies)
         return PyLong_FromUnsignedLongLong(v);
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *transition_dict(const cb_transition *t)

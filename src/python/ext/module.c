@@ -33,7 +33,7 @@ static PyObject *mod_unlink(PyObject *mod, PyObject *name)
     int rc = cb_unlink(s);
     if (rc < 0)
         return cbext_raise(rc, s);
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *mod_inspect(PyObject *mod, PyObject *name)

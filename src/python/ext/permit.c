@@ -46,21 +46,21 @@ static PyObject *Permit_success(PermitObject *self, PyObject *unused)
 {
     (void)unused;
     apply(self, VERDICT_SUCCESS);
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_failure(PermitObject *self, PyObject *unused)
 {
     (void)unused;
     apply(self, VERDICT_FAILURE);
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_release(PermitObject *self, PyObject *unused)
 {
     (void)unused;
     apply(self, VERDICT_RELEASE);
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_report(PermitObject *self, PyObject *exc)
@@ -70,7 +70,7 @@ static PyObject *Permit_report(PermitObject *self, PyObject *exc)
         return NULL;
     }
     apply(self, verdict_for(self, exc));
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_enter(PermitObject *self, PyObject *unused)
@@ -89,7 +89,7 @@ static PyObject *Permit_exit(PermitObject *self, PyObject *const *args, Py_ssize
     apply(self, type == Py_None                 ? VERDICT_SUCCESS
                 : PyExceptionInstance_Check(exc) ? verdict_for(self, exc)
                                                  : VERDICT_FAILURE);
-    Py_RETURN_FALSE;
+    return Py_NewRef(Py_False);
 }
 
 static PyObject *Permit_get_is_probe(PermitObject *self, void *closure)
