@@ -180,3 +180,25 @@ def test_open_exception_text_and_pickle(names):
     assert b.name in str(exc) and "OPEN" in str(exc)
     copy = pickle.loads(pickle.dumps(exc))
     assert (copy.name, copy.state, copy.retry_after) == (exc.name, exc.state, exc.retry_after)
+
+
+def test_threads_share_a_breaker(make_breaker):
+    import threading
+
+    b = make_breaker(3, 60.0)
+    errors = []
+
+    def worker():
+        try:
+            for i in range(2000):
+                b.call_sync(int, i)
+        except BaseException as exc:  # noqa: B902 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counters = b.info()["counters"]
+    assert errors == [] and counters["allowed"] == counters["successes"] == 8000

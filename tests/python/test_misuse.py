@@ -2,6 +2,7 @@
 may not open, a foreign object under the name. Each is a clear Python
 exception, and nothing is created or changed."""
 
+import errno
 import math
 import os
 
@@ -174,3 +175,42 @@ def test_a_segment_the_user_may_not_open(names):
     assert verdict.startswith("PermissionError") and "unlink" not in verdict, verdict
     after = owner.info()
     assert after["config"] == before["config"] and after["generation"] == before["generation"]
+
+
+CB_ERROR_BASE = -30600
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        (CB_ERROR_BASE - 1, ValueError),  # CB_ENAME
+        (-errno.EINVAL, ValueError),
+        (-errno.EACCES, PermissionError),
+        (-errno.EPERM, PermissionError),
+        (CB_ERROR_BASE - 2, SegmentError),  # CB_ENOTCB
+        (CB_ERROR_BASE - 3, SegmentError),  # CB_EVERSION
+        (CB_ERROR_BASE - 4, SegmentError),  # CB_ESIZE
+        (CB_ERROR_BASE - 5, SegmentError),  # CB_ELAYOUT
+        (CB_ERROR_BASE - 6, SegmentError),  # CB_EBUSY
+        (CB_ERROR_BASE - 7, SegmentError),  # CB_ECORRUPT
+        (CB_ERROR_BASE - 9, SegmentError),  # newer than this package: still a SegmentError
+        (CB_ERROR_BASE - 77, SegmentError),
+        (-errno.ENOENT, FileNotFoundError),
+        (-errno.ENOSPC, OSError),
+    ],
+)
+def test_error_codes_become_documented_exceptions(code, expected):
+    exc = _cbreaker._exception_for(code, "redis")
+    assert type(exc) is expected or (expected is OSError and type(exc) is OSError)
+    assert "redis" in str(exc)
+    if isinstance(exc, OSError):
+        assert exc.errno == -code and exc.filename == "redis"
+    if isinstance(exc, SegmentError):
+        assert exc.code == code and exc.name == "redis"
+
+
+def test_a_foreign_owner_is_a_permission_error():
+    """CB_ERROR_BASE - 8 is the owner check's code (CB_EOWNER) where the
+    library has it; a SegmentError where it does not yet."""
+    exc = _cbreaker._exception_for(CB_ERROR_BASE - 8)
+    assert isinstance(exc, (PermissionError, SegmentError))

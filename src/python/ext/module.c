@@ -78,6 +78,28 @@ static PyObject *mod_list_circuits(PyObject *mod, PyObject *unused)
     return rc > 0 ? NULL : cbext_raise(rc, NULL); /* >0: collect_name stopped with an exception */
 }
 
+/* The exception a library error code becomes (errors.c), returned, not
+ * raised: the mapping's own test reaches codes no call can provoke. */
+static PyObject *mod_exception_for(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    int code;
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "i|z:_exception_for", &code, &name))
+        return NULL;
+    if (code >= 0) {
+        PyErr_SetString(PyExc_ValueError, "error codes are negative");
+        return NULL;
+    }
+    cbext_raise(code, name);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
 static PyObject *mod_version(PyObject *mod, PyObject *unused)
 {
     (void)mod;
@@ -89,6 +111,7 @@ static PyMethodDef module_functions[] = {
     {"unlink", mod_unlink, METH_O, "unlink(name): cb_unlink."},
     {"inspect", mod_inspect, METH_O, "inspect(name) -> dict: cb_inspect, read-only, as `cbctl show --json`."},
     {"list_circuits", mod_list_circuits, METH_NOARGS, "list_circuits() -> list[str]: valid circuits (cb_list)."},
+    {"_exception_for", mod_exception_for, METH_VARARGS, "_exception_for(code, name=None): for tests."},
     {"version", mod_version, METH_NOARGS, "version() -> str: the library's version (cb_version)."},
     {NULL, NULL, 0, NULL},
 };
