@@ -277,3 +277,25 @@ async def test_trip_and_reset(make_breaker):
     assert await b.call(dep.ok) == "pong"
     reasons = [t["reason"] for t in b.info()["history"]]
     assert reasons[:2] == ["reset", "trip"]
+
+
+def test_call_sync_follows_the_same_rules(make_breaker):
+    b, dep = make_breaker(2, SHORT, exclude=(KeyError,)), Dependency()
+    for exc in (KeyError("excluded"), KeyboardInterrupt(), SystemExit(3)):
+        with pytest.raises(type(exc)) as raised:
+            b.call_sync(lambda: (_ for _ in ()).throw(exc))
+        assert raised.value is exc
+    assert b.failure_count == 0 and b.info()["counters"]["released"] == 3
+    assert b.call_sync(lambda *a, **k: (a, k), 1, 2, x=3) == ((1, 2), {"x": 3})
+    with pytest.raises(TypeError):
+        b.call_sync()
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call_sync(dep.fail_sync)
+    assert b.state == "OPEN"
+    time.sleep(PAST_SHORT)
+    with pytest.raises(Boom):
+        b.call_sync(dep.fail_sync)  # the probe fails: OPEN again
+    assert b.state == "OPEN" and b.info()["history"][0]["reason"] == "probe_failed"
+    b.reset()
+    assert type(b).call_sync(b, dep.ok_sync, "unbound") == "unbound"  # the documented method

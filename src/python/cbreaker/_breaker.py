@@ -82,8 +82,6 @@ class CircuitBreaker:
     KeyboardInterrupt) release the permit.
     """
 
-    __slots__ = ("_handle", "_acquire", "_name", "__weakref__")
-
     def __init__(
         self,
         failure_threshold: Optional[int] = 3,
@@ -124,6 +122,9 @@ class CircuitBreaker:
         self._handle = handle
         self._acquire = handle.acquire  # bound once: the hot path calls it
         self._name = handle.name
+        # The sync hot path, done in C with the same contract as the method
+        # below, which this instance attribute shadows (help() shows that).
+        self.call_sync = handle.call_sync
 
     # ---- the calls -------------------------------------------------------
 
@@ -144,15 +145,12 @@ class CircuitBreaker:
         return result
 
     def call_sync(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """call() for a synchronous func (gunicorn's sync workers)."""
-        permit = self._acquire()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            permit.report(exc)
-            raise
-        permit.success()
-        return result
+        """call() for a synchronous func (gunicorn's sync workers): raises
+        CircuitBreakerOpenException without calling func when rejected;
+        records func's exception (a failure, or no verdict for
+        non-Exceptions and `exclude`) and re-raises it unchanged; records a
+        result as a success and returns it unchanged."""
+        return self._handle.call_sync(func, *args, **kwargs)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """@breaker: guard every call of a sync or an async function."""

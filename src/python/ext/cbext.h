@@ -58,6 +58,16 @@ int cbext_name(PyObject *name, const char **out);
 /* Hand the transitions the last library call made to on_events. */
 void handle_flush_events(HandleObject *h);
 
+/* ---- permit.c ---- */
+enum cbext_verdict { CBEXT_SUCCESS, CBEXT_FAILURE, CBEXT_RELEASE };
+/* What an outcome says about the call: no exception (NULL or None) is a
+ * success; an exception that is not an Exception (CancelledError,
+ * KeyboardInterrupt, SystemExit) or is in h->exclude gives no verdict;
+ * any other is a failure of the dependency. */
+enum cbext_verdict cbext_verdict_for(HandleObject *h, PyObject *exc);
+/* Apply a verdict to *permit (cb_success/cb_failure/cb_release). */
+void cbext_report(HandleObject *h, cb_permit *permit, enum cbext_verdict v);
+
 /* ---- config.c ---- */
 /* CONFIG_FIELDS: tuple of (c_name, unit, doc), unit "count", "ms", "mode". */
 PyObject *config_fields_tuple(void);

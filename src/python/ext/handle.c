@@ -195,6 +195,37 @@ static PyObject *Handle_acquire(HandleObject *self, PyObject *unused)
     return (PyObject *)p;
 }
 
+/* call_sync(func, *args, **kwargs): acquire, call, report, all here (the
+ * sync hot path: no permit object, no Python frame of ours). The
+ * exception func raised propagates unchanged; events are handed on
+ * while it is set aside, so the logger never runs with it pending. */
+static PyObject *Handle_call_sync(HandleObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_sync() needs the function to call");
+        return NULL;
+    }
+    if (check_open(self))
+        return NULL;
+    cb_permit permit;
+    if (cb_acquire(self->b, &permit) == CB_REJECTED)
+        return raise_open(self);
+    flush_if_pending(self);
+    PyObject *result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    if (result) {
+        cbext_report(self, &permit, CBEXT_SUCCESS);
+        return result;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb)
+        PyException_SetTraceback(value, tb);
+    cbext_report(self, &permit, cbext_verdict_for(self, value));
+    PyErr_Restore(type, value, tb);
+    return NULL;
+}
+
 static PyObject *force(HandleObject *self, int (*fn)(cb_breaker *))
 {
     if (check_open(self))
@@ -314,6 +345,8 @@ static PyObject *Handle_get_dropped(HandleObject *self, void *closure)
 static PyMethodDef Handle_methods[] = {
     {"acquire", (PyCFunction)Handle_acquire, METH_NOARGS,
      "acquire() -> Permit: cb_acquire; raises CircuitBreakerOpenException when rejected."},
+    {"call_sync", (PyCFunction)(void (*)(void))Handle_call_sync, METH_FASTCALL | METH_KEYWORDS,
+     "call_sync(func, *args, **kwargs): func through the breaker (see CircuitBreaker.call_sync)."},
     {"reset", (PyCFunction)Handle_reset, METH_NOARGS, "reset() -> str: cb_reset; returns the state replaced."},
     {"trip", (PyCFunction)Handle_trip, METH_NOARGS, "trip() -> str: cb_trip; returns the state replaced."},
     {"info", (PyCFunction)Handle_info, METH_NOARGS, "info() -> dict: cb_get_info as `cbctl show --json`."},

@@ -9,57 +9,56 @@
  */
 #include "cbext.h"
 
-enum verdict_kind { VERDICT_SUCCESS, VERDICT_FAILURE, VERDICT_RELEASE };
-
-static void apply(PermitObject *p, enum verdict_kind v)
+void cbext_report(HandleObject *h, cb_permit *permit, enum cbext_verdict v)
 {
-    if (p->reported)
-        return;
-    p->reported = 1;
-    HandleObject *h = p->handle;
-    if (v == VERDICT_SUCCESS)
-        cb_success(h->b, &p->permit);
-    else if (v == VERDICT_FAILURE)
-        cb_failure(h->b, &p->permit);
+    if (v == CBEXT_SUCCESS)
+        cb_success(h->b, permit);
+    else if (v == CBEXT_FAILURE)
+        cb_failure(h->b, permit);
     else
-        cb_release(h->b, &p->permit);
+        cb_release(h->b, permit);
     if (h->npending)
         handle_flush_events(h);
 }
 
-/* What an exception says about the call: none is a success; one that is
- * not an Exception (CancelledError, KeyboardInterrupt, SystemExit) or is
- * excluded gives no verdict; any other is a failure of the dependency. */
-static enum verdict_kind verdict_for(PermitObject *p, PyObject *exc)
+enum cbext_verdict cbext_verdict_for(HandleObject *h, PyObject *exc)
 {
-    if (exc == Py_None)
-        return VERDICT_SUCCESS;
+    if (!exc || exc == Py_None)
+        return CBEXT_SUCCESS;
     if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception))
-        return VERDICT_RELEASE;
-    PyObject *exclude = p->handle->exclude;
+        return CBEXT_RELEASE;
+    PyObject *exclude = h->exclude;
     if (exclude && PyTuple_GET_SIZE(exclude) > 0 && PyErr_GivenExceptionMatches(exc, exclude))
-        return VERDICT_RELEASE;
-    return VERDICT_FAILURE;
+        return CBEXT_RELEASE;
+    return CBEXT_FAILURE;
+}
+
+static void apply(PermitObject *p, enum cbext_verdict v)
+{
+    if (p->reported)
+        return;
+    p->reported = 1;
+    cbext_report(p->handle, &p->permit, v);
 }
 
 static PyObject *Permit_success(PermitObject *self, PyObject *unused)
 {
     (void)unused;
-    apply(self, VERDICT_SUCCESS);
+    apply(self, CBEXT_SUCCESS);
     return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_failure(PermitObject *self, PyObject *unused)
 {
     (void)unused;
-    apply(self, VERDICT_FAILURE);
+    apply(self, CBEXT_FAILURE);
     return Py_NewRef(Py_None);
 }
 
 static PyObject *Permit_release(PermitObject *self, PyObject *unused)
 {
     (void)unused;
-    apply(self, VERDICT_RELEASE);
+    apply(self, CBEXT_RELEASE);
     return Py_NewRef(Py_None);
 }
 
@@ -69,7 +68,7 @@ static PyObject *Permit_report(PermitObject *self, PyObject *exc)
         PyErr_Format(PyExc_TypeError, "report() takes an exception or None, not %.100s", Py_TYPE(exc)->tp_name);
         return NULL;
     }
-    apply(self, verdict_for(self, exc));
+    apply(self, cbext_verdict_for(self->handle, exc));
     return Py_NewRef(Py_None);
 }
 
@@ -86,9 +85,9 @@ static PyObject *Permit_exit(PermitObject *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     PyObject *type = args[0], *exc = args[1];
-    apply(self, type == Py_None                 ? VERDICT_SUCCESS
-                : PyExceptionInstance_Check(exc) ? verdict_for(self, exc)
-                                                 : VERDICT_FAILURE);
+    apply(self, type == Py_None                 ? CBEXT_SUCCESS
+                : PyExceptionInstance_Check(exc) ? cbext_verdict_for(self->handle, exc)
+                                                 : CBEXT_FAILURE);
     return Py_NewRef(Py_False);
 }
 
