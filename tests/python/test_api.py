@@ -157,7 +157,7 @@ def test_permits_by_hand(make_breaker):
 
 
 def test_a_dropped_probe_permit_is_released(make_breaker):
-    b = make_breaker(1, 0.05)
+    b = make_breaker(1, 0.05, probe_timeout=60.0)  # only a release frees the slot
     b.trip()
     import time
 

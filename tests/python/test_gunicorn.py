@@ -224,9 +224,9 @@ def test_gunicorn_uvicorn_workers_share_one_circuit_in_front_of_redis(tmp_path, 
                 stack.client(port, t0, t0 + end, outs[kind][-1])
 
         time.sleep(max(0.0, t0 + WARM - time.monotonic()))
-        t_kill = time.monotonic() - t0  # before the kill: calls just before it count as in the outage
         redis.send_signal(signal.SIGKILL)
         redis.wait()
+        t_kill = time.monotonic() - t0  # Redis is gone: every call from now on is during the outage
         time.sleep(OUTAGE)
         stack.redis(redis_port)
         t_back, wall_back = time.monotonic() - t0, time.time()

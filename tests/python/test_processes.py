@@ -106,7 +106,9 @@ def test_racing_processes_get_exactly_one_probe(names, tmp_path):
     """Rounds of N processes racing for the probe after the timeout: in
     each, one child holds the probe until every child has tried."""
     name, n, rounds = names(), 8, 3
-    breaker = CircuitBreaker(3, 0.2, name=name)
+    # probe_timeout: the holder keeps its probe while a loaded machine
+    # schedules the others (a lease that expires grants another probe).
+    breaker = CircuitBreaker(3, 0.2, name=name, probe_timeout=60.0)
     for round_ in range(rounds):
         breaker.trip()
         results_r, results_w = os.pipe()
@@ -115,7 +117,7 @@ def test_racing_processes_get_exactly_one_probe(names, tmp_path):
         def child(i):
             os.close(done_w)  # else the parent's close would not reach EOF
             os.close(results_r)
-            b = CircuitBreaker(3, 0.2, name=name) if i % 2 else breaker  # both kinds of handle
+            b = CircuitBreaker(3, 0.2, name=name, probe_timeout=60.0) if i % 2 else breaker  # both kinds of handle
             try:
                 permit = b.acquire()
             except CircuitBreakerOpenException:

@@ -11,6 +11,7 @@ import pytest
 from cbreaker import CircuitBreakerOpenException
 
 SHORT = 0.2  # reset timeout of tests that wait for the probe
+HOLD = 60.0  # probe_timeout of tests that hold a probe: its lease never runs out
 PAST_SHORT = 0.5  # well past SHORT, even on a loaded machine's coarse clock
 
 
@@ -89,7 +90,7 @@ async def test_rejection_does_not_await_func(make_breaker):
 
 
 async def test_one_probe_after_the_timeout(make_breaker):
-    b, dep = make_breaker(3, SHORT), Dependency()
+    b, dep = make_breaker(3, SHORT, probe_timeout=HOLD), Dependency()
     await fail_times(b, dep, 3)
     await asyncio.sleep(PAST_SHORT)
     gate = asyncio.Event()
@@ -164,7 +165,7 @@ async def test_exceptions_and_results_unchanged(make_breaker):
 
 
 async def test_cancellation_releases_the_probe_at_once(make_breaker):
-    b, dep = make_breaker(3, SHORT), Dependency()
+    b, dep = make_breaker(3, SHORT, probe_timeout=HOLD), Dependency()
     await fail_times(b, dep, 3)
     await asyncio.sleep(PAST_SHORT)
     started = asyncio.Event()
@@ -187,7 +188,7 @@ async def test_cancellation_releases_the_probe_at_once(make_breaker):
 
 
 async def test_excluded_exceptions_release(make_breaker):
-    b, dep = make_breaker(3, SHORT, exclude=(KeyError,)), Dependency()
+    b, dep = make_breaker(3, SHORT, probe_timeout=HOLD, exclude=(KeyError,)), Dependency()
     for _ in range(5):  # excluded: never counted
         with pytest.raises(KeyError):
             await b.call(dep.fail, KeyError("client's fault"))

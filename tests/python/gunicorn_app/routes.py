@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 import cbreaker
 
 THRESHOLD, RESET_TIMEOUT = 3, 1.0
+PROBE_TIMEOUT = 5.0  # longer than a lookup can take (2 x 0.5 s socket timeouts)
 FALLBACK = b"upstream-default"
 
 _handler = logging.StreamHandler(sys.stderr)
@@ -40,9 +41,10 @@ _log.setLevel(logging.INFO)
 _log.propagate = False
 
 if os.environ["ROUTES_BREAKER"] == "shared":
-    breaker = cbreaker.CircuitBreaker(THRESHOLD, RESET_TIMEOUT, name=os.environ["ROUTES_CIRCUIT"])
-else:
-    breaker = cbreaker.CircuitBreaker(THRESHOLD, RESET_TIMEOUT)  # per process
+    breaker = cbreaker.CircuitBreaker(THRESHOLD, RESET_TIMEOUT, name=os.environ["ROUTES_CIRCUIT"],
+                                      probe_timeout=PROBE_TIMEOUT)
+else:  # per process
+    breaker = cbreaker.CircuitBreaker(THRESHOLD, RESET_TIMEOUT, probe_timeout=PROBE_TIMEOUT)
 
 _redis = None
 _attempts = None
