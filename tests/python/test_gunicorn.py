@@ -138,9 +138,12 @@ class Stack:
     def gunicorn(self, kind, port, redis_port, circuit):
         env = dict(os.environ, ROUTES_BREAKER=kind, ROUTES_CIRCUIT=circuit, ROUTES_REDIS_PORT=str(redis_port),
                    ROUTES_ATTEMPTS=str(self.tmp / f"attempts.{kind}"))
+        # shared: --preload, the breaker is made in the master and inherited
+        # across fork; private: each worker imports the app (and makes its own)
+        preload = ["--preload"] if kind == "shared" else []
         proc = self.start([sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker",
                            "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "-c", os.path.join(APP_DIR, "conf.py"),
-                           "--pythonpath", APP_DIR, "--graceful-timeout", "10", "routes:app"],
+                           "--pythonpath", APP_DIR, "--graceful-timeout", "10", *preload, "routes:app"],
                           f"gunicorn.{kind}.log", env)
         log = self.tmp / f"gunicorn.{kind}.log"
         wait_for(f"{WORKERS} {kind} workers",

@@ -17,9 +17,16 @@ from . import _cbreaker
 
 UINT32_MAX = 2**32 - 1
 
+class _Mode(int):
+    """Permission bits that show as such in help() (0o600, not 384)."""
+
+    def __repr__(self) -> str:
+        return oct(self)
+
+
 # Defaults of the Python API where it states one; every other field is
 # None: the library's default (a zero field in cb_config).
-DEFAULTS: Dict[str, Any] = {"failure_threshold": 3, "reset_timeout": 60.0, "mode": 0o600}
+DEFAULTS: Dict[str, Any] = {"failure_threshold": 3, "reset_timeout": 60.0, "mode": _Mode(0o600)}
 
 
 class Field(NamedTuple):
