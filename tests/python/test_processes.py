@@ -193,3 +193,27 @@ def test_each_transition_is_logged_once_across_processes(names, tmp_path):
     history = list(reversed(cbreaker.inspect(name)["history"]))
     assert [(h["event"], h["reason"], str(h["pid"])) for h in history] == [(l[0], l[4], l[5]) for l in lines]
     assert lines[0][5] in map(str, fails.pids) and lines[1][5] == lines[2][5] in map(str, probers.pids)
+
+
+def test_a_child_dropping_a_copied_permit_leaves_the_probe_alone(names):
+    b = CircuitBreaker(1, 0.05, name=names(), probe_timeout=60.0)
+    b.trip()
+    time.sleep(0.3)
+    permit = b.acquire()
+    assert permit.is_probe
+
+    def child(i):
+        global copied
+        del copied  # the child's copy of the parent's probe permit: dropped, not released
+        return 0
+
+    global copied
+    copied = permit
+    del permit
+    kids = Children(1, child)
+    kids.go()
+    assert kids.wait() == [0]
+    with pytest.raises(CircuitBreakerOpenException):
+        b.acquire()  # the parent still holds the probe
+    del copied  # dropped in its own process: released
+    assert b.acquire().is_probe

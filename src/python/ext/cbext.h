@@ -39,6 +39,7 @@ typedef struct {
     HandleObject *handle;
     cb_permit permit;
     int verdict;  /* CB_ALLOWED or CB_PROBE */
+    unsigned long forks; /* cbext_forks when acquired: see Permit_dealloc */
     int reported; /* a report (or release) consumed it */
 } PermitObject;
 
@@ -50,6 +51,9 @@ extern PyObject *cbext_open_exception; /* CircuitBreakerOpenException */
 extern PyObject *cbext_segment_error;  /* SegmentError */
 
 /* ---- module.c ---- */
+/* Bumped in every child of fork(): a permit copied into a child is not
+ * the child's to release when it is dropped. */
+extern unsigned long cbext_forks;
 /* The UTF-8 of a circuit name given as a str; -1 with TypeError or
  * ValueError (embedded NUL) set. The library checks the rest. */
 int cbext_name(PyObject *name, const char **out);

@@ -185,6 +185,7 @@ static PyObject *Handle_acquire(HandleObject *self, PyObject *unused)
         return NULL;
     p->handle = (HandleObject *)Py_NewRef(self);
     p->reported = 0;
+    p->forks = cbext_forks;
     p->verdict = (int)cb_acquire(self->b, &p->permit);
     if (p->verdict == CB_REJECTED) {
         p->reported = 1;

@@ -4,7 +4,16 @@
  * list_circuits, version), and the constants the Python layer derives
  * its API from (CONFIG_FIELDS). Users import cbreaker, not this.
  */
+#include <pthread.h>
+
 #include "cbext.h"
+
+unsigned long cbext_forks;
+
+static void count_fork(void)
+{
+    cbext_forks++;
+}
 
 int cbext_name(PyObject *name, const char **out)
 {
@@ -118,6 +127,10 @@ static PyMethodDef module_functions[] = {
 
 static int module_exec(PyObject *m)
 {
+    if (pthread_atfork(NULL, NULL, count_fork) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+        return -1;
+    }
     PyObject *errors = PyImport_ImportModule("cbreaker._errors");
     if (!errors)
         return -1;

@@ -5,7 +5,9 @@
  * picks one from an exception) consumes it; later reports do nothing, as
  * in the library. A permit dropped without a report is released, so a
  * forgotten probe frees its slot at once rather than when its lease runs
- * out. As a context manager it reports what the block did.
+ * out; but only in the process that acquired it: a copy that a fork()
+ * child drops must not free the parent's probe. As a context manager it
+ * reports what the block did.
  */
 #include "cbext.h"
 
@@ -105,7 +107,7 @@ static PyObject *Permit_get_reported(PermitObject *self, void *closure)
 
 static void Permit_dealloc(PermitObject *self)
 {
-    if (!self->reported && self->handle->b) {
+    if (!self->reported && self->handle->b && self->forks == cbext_forks) {
         self->reported = 1;
         cb_release(self->handle->b, &self->permit); /* never a transition: no event */
     }
