@@ -14,7 +14,7 @@ circuit). Messages are the library's (cb_strerror).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 
 class CircuitBreakerError(Exception):
@@ -32,12 +32,22 @@ class CircuitBreakerOpenException(CircuitBreakerError):
             left of the probe's lease).
     """
 
-    def __init__(self, name: Optional[str], state: str, retry_after: float) -> None:
-        # The message is formatted only when shown: rejections are hot.
-        super().__init__(name, state, retry_after)
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
+    # Raised on every rejection, the hot path of an outage: no __init__ of
+    # our own (BaseException's, in C, keeps the arguments); the attributes
+    # read them back.
+    args: Tuple[Optional[str], str, float]
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.args[0]
+
+    @property
+    def state(self) -> str:
+        return self.args[1]
+
+    @property
+    def retry_after(self) -> float:
+        return self.args[2]
 
     def __str__(self) -> str:
         what = "breaker" if self.name is None else f"circuit {self.name!r}"
