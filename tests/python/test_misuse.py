@@ -214,3 +214,33 @@ def test_a_foreign_owner_is_a_permission_error():
     library has it; a SegmentError where it does not yet."""
     exc = _cbreaker._exception_for(CB_ERROR_BASE - 8)
     assert isinstance(exc, (PermissionError, SegmentError))
+
+
+WEIRD = [None, -1, 0, 2**100, -(2**100), 1.5, math.nan, "", "x" * 5000, "ok", b"ok", (), [], {}, object(), True,
+         KeyError, KeyError("k"), print]
+
+
+def test_whatever_is_passed_the_interpreter_survives(names):
+    """Every entry point with every kind of junk: an exception or a
+    result, never a crash."""
+    name = names()
+    b = CircuitBreaker(name=name)
+    entry_points = [cbreaker.unlink, cbreaker.inspect, CircuitBreaker, CircuitBreaker.attach, b.call_sync,
+                    b, _cbreaker._exception_for, lambda v: _cbreaker.Handle(v, v),
+                    lambda v: _cbreaker.Handle(name, {"failure_threshold": v}),
+                    lambda v: CircuitBreaker(v, v), lambda v: CircuitBreaker(name=name, reset_timeout=v),
+                    lambda v: CircuitBreaker(name=name, exclude=v), lambda v: CircuitBreaker(name=name, logger=v),
+                    lambda v: b.acquire().report(v), lambda v: setattr(b._handle, "exclude", v),
+                    lambda v: setattr(b._handle, "on_events", v)]
+    for entry in entry_points:
+        for value in WEIRD:
+            if entry is cbreaker.unlink and value == "ok":
+                continue
+            try:
+                entry(value)
+            except Exception:  # noqa: B902 - any clean exception will do
+                pass
+    b._handle.on_events = None
+    b._handle.exclude = ()
+    b.reset()  # the junk called through call_sync and the decorator tripped it
+    assert b.call_sync(int, "7") == 7 and b.state == "CLOSED"
