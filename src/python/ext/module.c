@@ -148,6 +148,15 @@ static int module_exec(PyObject *m)
         Py_XDECREF(fields);
         return -1;
     }
+#ifdef CB_EOWNER /* the library refuses segments of untrusted owners */
+    PyObject *owner_code = PyLong_FromLong(CB_EOWNER);
+#else
+    PyObject *owner_code = Py_NewRef(Py_None);
+#endif
+    if (!owner_code || PyModule_AddObject(m, "FOREIGN_OWNER_CODE", owner_code) < 0) {
+        Py_XDECREF(owner_code);
+        return -1;
+    }
     return PyModule_AddIntConstant(m, "NAME_MAX", CB_NAME_MAX);
 }
 
