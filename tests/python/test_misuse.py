@@ -210,14 +210,11 @@ def test_error_codes_become_documented_exceptions(code, expected):
 
 
 def test_a_foreign_owner_is_a_permission_error():
-    """The owner check's code (CB_EOWNER), where the library has it, is a
-    PermissionError; without it, CB_ERROR_BASE - 8 is just a newer code."""
-    code = _cbreaker.FOREIGN_OWNER_CODE
-    if code is None:
-        assert isinstance(_cbreaker._exception_for(CB_ERROR_BASE - 8), SegmentError)
-    else:
-        exc = _cbreaker._exception_for(code, "redis")
-        assert isinstance(exc, PermissionError) and exc.errno == errno.EPERM
+    """CB_EOWNER (CB_ERROR_BASE - 8: a segment of an owner the library does
+    not trust) is a PermissionError."""
+    assert _cbreaker.FOREIGN_OWNER_CODE == CB_ERROR_BASE - 8
+    exc = _cbreaker._exception_for(CB_ERROR_BASE - 8, "redis")
+    assert isinstance(exc, PermissionError) and exc.errno == errno.EPERM and exc.filename == "redis"
 
 
 WEIRD = [None, -1, 0, 2**100, -(2**100), 1.5, math.nan, "", "x" * 5000, "ok", b"ok", (), [], {}, object(), True,

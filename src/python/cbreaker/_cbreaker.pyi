@@ -3,7 +3,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 CONFIG_FIELDS: Tuple[Tuple[str, str, str], ...]
 NAME_MAX: int
-FOREIGN_OWNER_CODE: Optional[int]  # CB_EOWNER where the library has it
+FOREIGN_OWNER_CODE: int  # CB_EOWNER: CB_ERROR_BASE - 8
 
 class Permit:
     is_probe: bool

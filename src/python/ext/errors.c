@@ -4,6 +4,9 @@
  *
  *   CB_ENAME, -EINVAL            ValueError
  *   -EACCES, -EPERM, CB_EOWNER   PermissionError (errno EACCES/EPERM)
+ *   (CB_EOWNER, a segment of an owner the caller does not trust, is
+ *   CB_ERROR_BASE - 8, reserved for it; an enum constant, so it is
+ *   named here by its value)
  *   any other CB_E* code         cbreaker.SegmentError (.code, .name),
  *                                including codes newer than this file
  *   any other -errno             OSError with that errno (so -ENOENT is
@@ -37,10 +40,8 @@ PyObject *cbext_raise(int rc, const char *name)
             PyErr_SetString(PyExc_ValueError, msg);
         return NULL;
     }
-#ifdef CB_EOWNER
-    if (rc == CB_EOWNER) /* a segment owned by someone we do not trust */
+    if (rc == CBEXT_FOREIGN_OWNER)
         return os_error(EPERM, msg, name);
-#endif
     if (rc <= CB_ERROR_BASE) {
         PyObject *exc = PyObject_CallFunction(cbext_segment_error, "sis", msg, rc, name);
         if (exc) {

@@ -148,15 +148,8 @@ static int module_exec(PyObject *m)
         Py_XDECREF(fields);
         return -1;
     }
-#ifdef CB_EOWNER /* the library refuses segments of untrusted owners */
-    PyObject *owner_code = PyLong_FromLong(CB_EOWNER);
-#else
-    PyObject *owner_code = Py_NewRef(Py_None);
-#endif
-    if (!owner_code || PyModule_AddObject(m, "FOREIGN_OWNER_CODE", owner_code) < 0) {
-        Py_XDECREF(owner_code);
+    if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CBEXT_FOREIGN_OWNER) < 0)
         return -1;
-    }
     return PyModule_AddIntConstant(m, "NAME_MAX", CB_NAME_MAX);
 }
 
