@@ -35,16 +35,33 @@
  *    nothing (a copy of it, reported too, would count). A permit from an
  *    older state of the circuit (the circuit moved on while the call ran)
  *    changes nothing and is counted as a late report.
- *  - A creator that dies while creating a segment is detected with
- *    kill(pid, 0); processes sharing a circuit should share the pid
- *    namespace, or a dead creator's claim can look alive (CB_EBUSY).
- *  - Truncating a segment (ftruncate on /dev/shm/cbreaker.NAME) while
- *    processes have it mapped makes their next access fault; nothing in the
- *    library does that, and cb_unlink only removes the name.
+ *  - Who can write each byte of a segment is trusted. cb_open and
+ *    cb_attach use an existing segment only if it is owned by the caller's
+ *    euid or root (or, with CB_OPEN_TRUST_GROUP, by a user whose segment's
+ *    group is one of the caller's) and is not writable by others; else
+ *    CB_EOWNER, before reading it. So a local user who creates a name
+ *    first (a squatter) cannot capture another user's circuit. What
+ *    remains: a user the mode lets write the segment (its owner and group)
+ *    can trip or wedge the circuit, or truncate the segment so that the
+ *    next access of every process mapping it faults (SIGBUS); nothing in
+ *    the library does that, and cb_unlink only removes the name. POSIX
+ *    ACLs on /dev/shm objects are not looked at. cb_inspect and cb_list
+ *    apply no owner check: they only read (a private copy; they map
+ *    nothing, so no object can make them fault), and show a foreign
+ *    segment too.
+ *  - A new segment is complete (mode, config, READY) before its name
+ *    exists: it is built in an unnamed O_TMPFILE file and linked under the
+ *    name (without O_TMPFILE or /proc: under /dev/shm/.cbreaker-new.*, not
+ *    listed, then linked). A creator killed at any point leaves nothing
+ *    under the name (the fallback may leave its dot file).
+ *  - The history (cb_info.history) is for display: an entry can be
+ *    missing (its writer killed mid-entry, or recorded while the snapshot
+ *    was read), never shown half-written or mixed with another one.
  */
 #ifndef CBREAKER_H
 #define CBREAKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -82,7 +99,9 @@ enum {
     CB_ELAYOUT = CB_ERROR_BASE - 5,   /* segment shaped by other constants  */
     CB_EBUSY = CB_ERROR_BASE - 6,     /* segment not initialized yet        */
     CB_ECORRUPT = CB_ERROR_BASE - 7,  /* state word holds an impossible value */
-    CB_ELAST = CB_ECORRUPT
+    CB_EOWNER = CB_ERROR_BASE - 8,    /* segment owned by another user or
+                                         writable by others: not trusted  */
+    CB_ELAST = CB_EOWNER
 };
 
 /* Non-negative results of cb_open(). */
@@ -101,7 +120,15 @@ typedef struct cb_config {
     uint32_t reset_timeout_ms;  /* 0: 60000 */
     uint32_t probe_timeout_ms;  /* 0: reset_timeout_ms */
     uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
+    uint32_t flags;             /* CB_OPEN_* bits; 0: none */
 } cb_config;
+
+/* cb_config.flags for cb_open(): also trust an existing segment owned by
+ * another user when its group is the caller's effective group or one of
+ * its supplementary groups (still never one writable by others). For
+ * cooperating users of one group; the creator makes the segment's group
+ * that group (its egid when it creates, or chgrp) and gives it mode 0660. */
+#define CB_OPEN_TRUST_GROUP 1u
 
 /* Filled in by cb_acquire(); a report consumes it. */
 typedef struct cb_permit {
@@ -193,27 +220,40 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  * is replaced and CB_CONFIG_UPDATED is returned, so a restarted server's
  * new config takes effect. cfg->mode applies only to a segment created
  * here. Many processes may open one new name at once: all get the same
- * circuit. Safe to call before fork(); children use the inherited handle.
+ * circuit, exactly one gets CB_CREATED, and that one's cfg->mode is the
+ * segment's mode (whatever the umask). Nothing is ever visible under the
+ * name before it is a complete segment. An existing segment must be
+ * trusted (see the caveats): owned by the caller's euid or root, or with
+ * cfg->flags CB_OPEN_TRUST_GROUP by a user of one of the caller's groups,
+ * and not writable by others. Safe to call before fork(); children use
+ * the inherited handle. Not a cancellation point (cancellation is
+ * deferred until it returns).
  *
  * Returns CB_OPENED, CB_CREATED or CB_CONFIG_UPDATED and sets *out; or
- *   -EINVAL      out or name NULL, or cfg->mode has bits beyond 0777
+ *   -EINVAL      out or name NULL, cfg->mode has bits beyond 0777, or
+ *                cfg->flags has bits this library does not know
  *   CB_ENAME     name empty, longer than CB_NAME_MAX or with a bad char
  *   -EACCES      no permission to open the segment read-write
+ *   CB_EOWNER    segment owned by another user than the caller or root
+ *                (and not trusted through CB_OPEN_TRUST_GROUP), or
+ *                writable by others; nothing in it was read or changed
  *   CB_ENOTCB    /cbreaker.NAME is not a cbreaker segment
  *   CB_EVERSION  segment made by another layout version of the library
  *   CB_ESIZE     segment size is not what its header says (truncated/grown)
  *   CB_ELAYOUT   segment shaped by other constants (stripes, ring, word)
- *   CB_EBUSY     a live process started creating it and has not finished
- *                within 2 s (a creator that died is taken over instead)
- *   -ENOMEM, -EMFILE, -ENOSPC, ...  from shm_open, ftruncate or mmap
+ *   CB_EBUSY     the object exists but is not ready: an older library
+ *                version is creating it, or left it half-made (no wait;
+ *                cb_unlink removes it)
+ *   -EAGAIN      the name kept being removed between our attempts
+ *   -ENOMEM, -EMFILE, -ENOSPC, ...  from open, linkat, ftruncate or mmap
  */
 CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
 
 /**
- * Like cb_open(cfg NULL) but never creates nor repairs: -ENOENT if NAME
- * does not exist, and CB_EBUSY after 2 s if it is not initialized yet
- * (even when its creator died: the next cb_open finishes it). Other
- * errors as cb_open(). For tools that inspect or control circuits.
+ * Like cb_open(cfg NULL) but never creates: -ENOENT if NAME does not
+ * exist. The same owner check (the default policy: CB_EOWNER for a
+ * segment of another user than the caller or root, or writable by
+ * others). Other errors as cb_open(). For tools that control circuits.
  */
 CB_EXPORT int cb_attach(const char *name, cb_breaker **out);
 
@@ -230,7 +270,10 @@ CB_EXPORT void cb_close(cb_breaker *b);
 
 /**
  * Remove /cbreaker.NAME. Processes that have it open keep using it; new
- * opens create a fresh circuit. Returns 0, CB_ENAME, -ENOENT, -EACCES.
+ * opens create a fresh circuit. No owner check: it only removes a name,
+ * which the sticky /dev/shm lets only the object's owner or root do (so
+ * root removes a squatter's segment with it). Returns 0, CB_ENAME,
+ * -ENOENT, -EACCES, -EPERM.
  */
 CB_EXPORT int cb_unlink(const char *name);
 
@@ -276,12 +319,21 @@ CB_EXPORT cb_state cb_get_state(cb_breaker *b);
 CB_EXPORT int cb_get_info(cb_breaker *b, cb_info *out);
 
 /**
- * Snapshot circuit NAME through a read-only mapping, without a handle: a
- * user with read permission only can inspect it. Never creates, repairs or
- * waits. Returns 0 (or CB_ECORRUPT, *out still filled), or
- *   -EINVAL (out NULL), CB_ENAME, -ENOENT, -EACCES,
+ * Snapshot circuit NAME without a handle: a user with read permission
+ * only can inspect it. Never creates, repairs or waits, and never maps the
+ * object: it is read with pread into a private copy, so an object that
+ * its owner shrinks meanwhile gives CB_ESIZE, never SIGBUS. The copy is
+ * not atomic with writers: the state (and everything derived from it) is
+ * one value of the state word, read last; counters and history may be a
+ * moment older, and a transition recorded during the copy may be missing
+ * from the history, never shown half-written. Returns 0 (or CB_ECORRUPT,
+ * *out still filled), or
+ *   -EINVAL (out NULL), CB_ENAME, -ENOENT, -EACCES, -ENOMEM,
  *   CB_ENOTCB, CB_EVERSION, CB_ESIZE, CB_ELAYOUT as cb_open(),
- *   CB_EBUSY     the segment is not initialized yet
+ *   CB_ESIZE     also: the object shrank while it was read
+ *   CB_EBUSY     the segment is not initialized (see cb_open)
+ * No owner check (it only reads): a segment cb_open would refuse with
+ * CB_EOWNER is shown too.
  */
 CB_EXPORT int cb_inspect(const char *name, cb_info *out);
 
@@ -295,7 +347,9 @@ typedef int (*cb_list_fn)(const char *name, const cb_info *info, int err, void *
 /**
  * Call fn for every /dev/shm/cbreaker.* object on the host, in name
  * order, valid or not: a broken object is reported, never skipped, and
- * does not stop the listing. Returns 0, the non-zero value fn returned,
+ * does not stop the listing. Each object is read as cb_inspect() reads
+ * it, so no object, whoever owns it, can kill the caller with SIGBUS.
+ * Returns 0, the non-zero value fn returned,
  * -EINVAL (fn NULL), -ENOMEM, or -errno if /dev/shm cannot be read.
  */
 CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);
@@ -326,6 +380,43 @@ CB_EXPORT void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx);
  * ctx is unused.
  */
 CB_EXPORT void cb_log_listener(const cb_event *event, void *ctx);
+
+/**
+ * Write event as one key=value line (no newline) into buf, as
+ * cb_log_listener writes it:
+ *   event=circuit_breaker_opened circuit=redis from=CLOSED to=OPEN
+ *   reason=threshold_reached failures=3 pid=1234 wall_ms=...
+ * Returns the line's length as snprintf does (len or more: buf holds a
+ * truncated line, always NUL-terminated), or -EINVAL (event or buf NULL,
+ * len 0).
+ */
+CB_EXPORT int cb_format_event(const cb_event *event, char *buf, size_t len);
+
+/** Events a cb_record holds between two polls. */
+#define CB_RECORD_MAX 8
+
+/*
+ * Transitions kept for a caller that polls instead of being called back
+ * (a LuaJIT FFI caller: a C -> Lua callback would abort its traces).
+ * Owned by the caller, zeroed before use; the caller takes events[0 ..
+ * len-1] (oldest first) and sets len and dropped back to 0. event.circuit
+ * points into the handle: valid until cb_close().
+ */
+typedef struct cb_record {
+    uint32_t len;     /* events held in events[] */
+    uint32_t dropped; /* events that came while events[] was full */
+    cb_event events[CB_RECORD_MAX];
+} cb_record;
+
+/**
+ * A ready listener that copies each event into the cb_record ctx points
+ * to (nothing else: no I/O, no allocation). Install it with
+ * cb_set_listener(b, cb_record_listener, &record) and poll record.len
+ * after each call that can make a transition (cb_acquire, the reports,
+ * cb_reset, cb_trip). The record is not locked: use one per thread.
+ * event or ctx NULL: ignored.
+ */
+CB_EXPORT void cb_record_listener(const cb_event *event, void *ctx);
 
 /**
  * The event named after the state t enters, as the reference logs it:

@@ -21,9 +21,11 @@ const char *cb_strerror(int err)
     case CB_ELAYOUT:
         return "segment is shaped by other constants (line, stripes, ring or word size)";
     case CB_EBUSY:
-        return "segment is not initialized (being created, or abandoned: the next cb_open finishes it)";
+        return "segment is not initialized (an older library is creating it, or left it half-made: cb_unlink it)";
     case CB_ECORRUPT:
         return "segment state word holds an impossible state (reset repairs it)";
+    case CB_EOWNER:
+        return "segment owned by another user or writable by others: not trusted";
     }
     if (err < 0 && err > CB_ERROR_BASE)
         return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";

@@ -1,11 +1,11 @@
 /*
  * events.c - transition events: the history record, the listener, and the
- * ready-made key=value log listener.
+ * ready-made key=value log listener (the line itself: cb_format_event,
+ * record.c).
  *
  * Only the process whose CAS made a transition calls cb_emit() for it, so
  * each transition is recorded and announced exactly once, host-wide.
  */
-#include <stdio.h>
 #include <unistd.h>
 
 #include "events.h"
@@ -92,18 +92,12 @@ const char *cb_event_name(const cb_transition *t)
 void cb_log_listener(const cb_event *event, void *ctx)
 {
     (void)ctx;
-    if (!event)
-        return;
-    const cb_transition *t = &event->transition;
     char line[512];
-    int n = snprintf(line, sizeof line,
-                     "event=%s circuit=%s from=%s to=%s reason=%s failures=%u pid=%d wall_ms=%llu\n",
-                     cb_event_name(t), event->circuit, cb_state_name(t->from), cb_state_name(t->to),
-                     cb_reason_name(t->reason), (unsigned)t->failures, (int)t->pid,
-                     (unsigned long long)t->wall_ms);
-    if (n <= 0)
+    int n = cb_format_event(event, line, sizeof line - 1);
+    if (n < 0)
         return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    size_t len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
+    line[len++] = '\n';
     /* One write(2), so lines from many workers never interleave. */
     ssize_t written = write(STDERR_FILENO, line, len);
     (void)written;

@@ -37,14 +37,14 @@
 #define CB_STRIPES 64u
 #define CB_RING CB_HISTORY_MAX
 
-/* Values of the ready word (see shm.c for the creation protocol). */
+/* Values of the ready word. This library publishes a segment under its
+ * name only once it holds READY (see shm.c). cbreaker 0.1 created segments
+ * in place and, while it filled one, held the ready word at CB_CLAIM_TAG |
+ * pid (pid in the low 24 bits): such a word, like 0, means "an older
+ * library is creating this, or left it half-made" (CB_EBUSY), not garbage. */
 #define CB_READY UINT64_C(0x0000007964616572)      /* "ready" */
 #define CB_CLAIM_TAG UINT64_C(0x6d69616c63000000)  /* "claim" << 24 */
 #define CB_CLAIM_MASK UINT64_C(0xffffffffff000000)
-#define CB_CLAIMED(pid) (CB_CLAIM_TAG | (uint64_t)(uint32_t)(pid))
-#define CB_CLAIM_PID(word) ((pid_t)((word) & ~CB_CLAIM_MASK))
-/* Linux pids stay below 2^22 (PID_MAX_LIMIT), well inside 24 bits. */
-_Static_assert((~CB_CLAIM_MASK & CB_CLAIM_TAG) == 0, "the tag leaves 24 bits for the pid");
 
 /* What shapes the layout besides its version: checked on attach. */
 #define CB_SHAPE ((CB_LINE / 8u) << 24 | CB_STRIPES << 16 | CB_RING << 8 | 8u)
@@ -69,13 +69,24 @@ struct cb_stripe {
     uint8_t pad[CB_LINE - 8 - CB_C_COUNT * 8];
 };
 
-/* One remembered transition. seq is 2*gen+1 while it is written and
- * 2*gen+2 when complete (a seqlock per slot; see history.c). */
+/* One remembered transition: four words, each holding the generation it
+ * belongs to in its top CB_RING_TAG_BITS bits and one field below (see
+ * history.c for why every word carries it). */
+enum cb_ring_word {
+    CB_RW_WHAT,     /* CB_RW_WRITTEN | from | to << 8 | reason << 16 */
+    CB_RW_FAILURES, /* consecutive failures that caused it */
+    CB_RW_PID,      /* the process whose CAS made it */
+    CB_RW_WALL_MS,  /* CLOCK_REALTIME ms, modulo 2^42 (year 2109) */
+    CB_RW_COUNT
+};
+#define CB_RING_TAG_BITS 22u /* = CB_GEN_BITS (state_word.h) */
+#define CB_RING_VALUE_BITS (64u - CB_RING_TAG_BITS)
+#define CB_RING_VALUE_MASK ((UINT64_C(1) << CB_RING_VALUE_BITS) - 1u)
+/* Set in every what word written: tells generation 0 from zeroed memory. */
+#define CB_RW_WRITTEN (UINT64_C(1) << 24)
+
 struct cb_ring_entry {
-    _Atomic uint64_t seq;
-    _Atomic uint64_t what; /* from | to << 8 | reason << 16 | failures << 32 */
-    _Atomic uint64_t pid;
-    _Atomic uint64_t wall_ms;
+    _Atomic uint64_t word[CB_RW_COUNT];
 };
 
 struct cb_segment {

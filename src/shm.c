@@ -1,34 +1,40 @@
 /*
  * shm.c - finding, creating and attaching a circuit's segment.
  *
- * Creation protocol (any number of processes may run it on one name at
- * once; the ready word is at a fixed offset in every layout version):
+ * Creation never makes a half-made object visible under a circuit's name:
  *
- *   1. shm_open(O_CREAT|O_EXCL); on EEXIST, shm_open the existing object.
- *   2. fstat. Size 0: nobody has sized it yet, or its creator died before
- *      doing so; ftruncate it to our size (idempotent: every opener of this
- *      layout version asks for the same size).
- *   3. Map it and read the ready word:
- *        READY       validate magic, layout version, size, shape; done.
- *        0           unclaimed: CAS 0 -> CLAIMED(our pid). The winner fills
- *                    the segment and stores READY with release order; the
- *                    losers wait for READY.
- *        CLAIMED(p)  p is initializing. If p is dead (kill(p, 0) fails with
- *                    ESRCH, or p is a zombie), CAS CLAIMED(p) -> CLAIMED(us)
- *                    and initialize it ourselves. If p lives and has not
- *                    finished within CB_INIT_WAIT_MS, fail with CB_EBUSY.
- *        other       not ours: CB_ENOTCB.
+ *   1. shm_open the name. It exists: attach (below). ENOENT: create.
+ *   2. Create in an unnamed file: open("/dev/shm", O_TMPFILE), fchmod to
+ *      exactly cfg->mode, ftruncate, mmap, fill every field, READY last.
+ *   3. Publish: linkat("/proc/self/fd/N", "/dev/shm/cbreaker.NAME",
+ *      AT_SYMLINK_FOLLOW). linkat never replaces a name: exactly one
+ *      creator wins (CB_CREATED, its own segment with its own mode). The
+ *      losers (EEXIST) drop theirs and attach to the winner's, step 1.
+ *      (linkat with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH; the
+ *      /proc route needs none.)
+ *   Without O_TMPFILE (old kernel, no /proc) step 2 uses a temporary name
+ *   that cb_list does not list, /dev/shm/.cbreaker-new.PID.TID.N, and
+ *   step 3 links it, then unlinks the temporary name.
  *
- * So a creator killed at any step leaves either a size-0 object (fixed by
- * step 2), an unclaimed one (step 3, 0) or a claim by a dead pid (step 3,
- * CLAIMED): no name is wedged. Nothing is read before fstat says it is
- * there, so a short object gives an error, never SIGBUS. Objects are
- * opened O_NONBLOCK and must be regular files, so a FIFO planted under
- * our name is refused at once instead of hanging the opener.
+ * A creator that dies before step 3 leaves nothing under the name (the
+ * unnamed file goes with its last fd; the fallback leaves only its dot
+ * file). Thread cancellation is off while a call runs, so a cancelled
+ * thread leaks no fd and no mapping and leaves no temporary name.
+ *
+ * Attach: the object must be a regular file (a FIFO planted under our name
+ * is refused at once: objects are opened O_NONBLOCK), owned by the caller's
+ * euid or root (or, with CB_OPEN_TRUST_GROUP, by a user of a group of the
+ * caller's), and not writable by others: else CB_EOWNER, before a byte of
+ * it is read or written. Then one look (cb_shm_look) decides: READY and a
+ * valid header attaches; no ready word yet (size 0, ready word 0 or a claim
+ * of cbreaker 0.1's creation protocol: only an older library mid-creation,
+ * or something it left, makes one) is CB_EBUSY at once, without waiting;
+ * anything else is an error of its own. Nothing is read before fstat says
+ * it is there, so a short object gives an error, never SIGBUS.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +48,8 @@
 #include "shm.h"
 #include "state_word.h"
 
-#define CB_INIT_WAIT_MS 2000
+/* Rounds of "open: ENOENT, create: EEXIST" (the name removed and made
+ * again between our two steps each time) before giving up with -EAGAIN. */
 #define CB_OPEN_RETRIES 100
 
 int cb_check_name(const char *name)
@@ -80,41 +87,14 @@ int cb_resolve_config(const cb_config *in, cb_config *out)
     return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void nap_1ms(void)
-{
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* A zombie still answers kill(pid, 0) but will never finish anything. */
-static int process_is_dead(pid_t pid)
-{
-    if (kill(pid, 0) == -1 && errno == ESRCH)
-        return 1;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* comm may contain spaces */
-    return paren && paren[1] == ' ' && paren[2] == 'Z';
-}
-
 static uint32_t fresh_instance(void)
 {
     uint32_t x;
-    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x)
-        x = (uint32_t)getpid() * 2654435761u ^ (uint32_t)mono_ms();
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        struct timespec ts; /* entropy not ready yet (early boot) */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = (uint32_t)getpid() * 2654435761u ^ (uint32_t)ts.tv_nsec;
+    }
     return x | 1u; /* never 0: an empty permit carries instance 0 */
 }
 
@@ -125,7 +105,7 @@ void cb_store_config(struct cb_segment *seg, const cb_config *cfg)
     atomic_store_explicit(&seg->probe_timeout_ms, cfg->probe_timeout_ms, memory_order_relaxed);
 }
 
-/* We hold the claim: nobody else reads past the prefix until READY. */
+/* Nobody else sees seg yet (an unnamed file, or private memory). */
 void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
 {
     memset((char *)seg + CB_PREFIX_SIZE, 0, CB_SEGMENT_SIZE - CB_PREFIX_SIZE);
@@ -136,7 +116,9 @@ void cb_segment_init(struct cb_segment *seg, const cb_config *cfg)
     seg->instance = fresh_instance();
     cb_store_config(seg, cfg);
     atomic_store_explicit(&seg->state, sw_make(CB_CLOSED, 0, 0), memory_order_relaxed);
-    /* Publish: everything above happens-before any acquire load of READY. */
+    /* Release: everything above happens-before any acquire load of READY
+     * (the name is published only later, but a reader of another library
+     * version may rely on the order). */
     atomic_store_explicit(&seg->ready, CB_READY, memory_order_release);
 }
 
@@ -152,22 +134,6 @@ static int validate(const struct cb_segment *seg, uint64_t file_size)
     if (seg->shape != CB_SHAPE)
         return CB_ELAYOUT;
     return 0;
-}
-
-/* Try to take the claim from `seen` and initialize. 1 if we did. */
-static int claim_and_initialize(struct cb_segment *seg, uint64_t seen, const cb_config *cfg)
-{
-    if (seen != 0) {
-        pid_t holder = CB_CLAIM_PID(seen);
-        if (holder == getpid() || !process_is_dead(holder))
-            return 0;
-    }
-    /* Only one of the processes that saw `seen` gets to replace it. */
-    if (!atomic_compare_exchange_strong_explicit(&seg->ready, &seen, CB_CLAIMED(getpid()),
-                                                 memory_order_acquire, memory_order_relaxed))
-        return 0;
-    cb_segment_init(seg, cfg);
-    return 1;
 }
 
 int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_seen)
@@ -208,45 +174,6 @@ int cb_shm_look(int fd, int writable, struct cb_segment **out, uint64_t *ready_s
     return rc;
 }
 
-/* Map fd's object as a ready segment. cfg NULL: never initialize. */
-static int map_segment(int fd, const cb_config *cfg, struct cb_segment **out, int *created)
-{
-    uint64_t deadline = mono_ms() + CB_INIT_WAIT_MS;
-    for (;;) {
-        struct cb_segment *seg;
-        uint64_t ready;
-        int rc = cb_shm_look(fd, 1, &seg, &ready);
-        switch (rc) {
-        case 0:
-            *out = seg;
-            return 0;
-        case CB_LOOK_UNSIZED:
-            if (cfg) {
-                if (ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
-                    return -errno;
-                continue;
-            }
-            break;
-        case CB_LOOK_UNREADY:
-            if (cfg && claim_and_initialize(seg, ready, cfg)) {
-                *created = 1;
-                *out = seg;
-                return 0;
-            }
-            munmap(seg, CB_SEGMENT_SIZE);
-            break;
-        case CB_LOOK_OTHER_SIZE:
-            /* Not one of ours being created: those are sized first. */
-            return CB_ENOTCB;
-        default:
-            return rc;
-        }
-        if (mono_ms() > deadline)
-            return CB_EBUSY;
-        nap_1ms();
-    }
-}
-
 int cb_open_error(int err)
 {
     /* A directory (EISDIR, which glibc's shm_open turns into EINVAL: our
@@ -254,30 +181,177 @@ int cb_open_error(int err)
     return err == EISDIR || err == EINVAL || err == ENXIO ? CB_ENOTCB : -err;
 }
 
-/* Open the object itself; creates it only when cfg is given. */
-static int open_object(const char *path, const cb_config *cfg)
+/* 1 if gid is the caller's effective group or one of its supplementary
+ * groups. */
+static int in_my_groups(gid_t gid)
 {
-    for (int attempt = 0; attempt < CB_OPEN_RETRIES; attempt++) {
-        if (cfg) {
-            int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK, (mode_t)cfg->mode);
-            if (fd >= 0) {
-                /* shm_open's mode passed through the umask; set it exactly. */
-                if (fchmod(fd, (mode_t)cfg->mode) != 0) {
-                    int err = -errno;
-                    close(fd);
-                    return err;
-                }
-                return fd;
-            }
-            if (errno != EEXIST)
-                return cb_open_error(errno);
-        }
-        int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-        if (fd >= 0 || errno != ENOENT || !cfg)
-            return fd >= 0 ? fd : cb_open_error(errno);
-        /* Unlinked between our two opens: create it again. */
+    if (gid == getegid())
+        return 1;
+    int n = getgroups(0, NULL);
+    if (n <= 0)
+        return 0;
+    gid_t *groups = malloc((size_t)n * sizeof *groups);
+    if (!groups)
+        return 0;
+    n = getgroups(n, groups); /* -1 if the list grew meanwhile: not found */
+    int found = 0;
+    for (int i = 0; i < n && !found; i++)
+        found = groups[i] == gid;
+    free(groups);
+    return found;
+}
+
+/*
+ * Whether an existing object may hold our circuit. Whoever may write it
+ * may trip, wedge or truncate the circuit, so: owned by us or root (or,
+ * opted in, by a user of one of our groups), and writable by nobody
+ * beyond its owner and group. The owner may chmod it later: the owner
+ * is trusted anyway.
+ */
+static int check_owner(const struct stat *st, uint32_t flags)
+{
+    if (st->st_mode & S_IWOTH)
+        return CB_EOWNER;
+    if (st->st_uid == geteuid() || st->st_uid == 0)
+        return 0;
+    if ((flags & CB_OPEN_TRUST_GROUP) && in_my_groups(st->st_gid))
+        return 0;
+    return CB_EOWNER;
+}
+
+/* Attach to the existing object behind fd: 0 and *out mapped, or an
+ * error, with nothing read or written before the owner check passed. */
+static int attach_existing(int fd, uint32_t flags, struct cb_segment **out, uint32_t *mode)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return CB_ENOTCB; /* a FIFO, directory or device under our name */
+    int rc = check_owner(&st, flags);
+    if (rc)
+        return rc;
+    *mode = (uint32_t)st.st_mode & 0777u;
+    uint64_t ready;
+    rc = cb_shm_look(fd, 1, out, &ready);
+    switch (rc) {
+    case CB_LOOK_UNREADY:
+        munmap(*out, CB_SEGMENT_SIZE);
+        return CB_EBUSY;
+    case CB_LOOK_UNSIZED:
+        return CB_EBUSY;
+    case CB_LOOK_OTHER_SIZE:
+        return CB_ENOTCB; /* not one of ours mid-creation: those are sized first */
+    default:
+        return rc;
     }
-    return -EAGAIN;
+}
+
+/* Fill fd's file (reachable by nobody else yet) as a complete segment with
+ * cfg and exactly cfg->mode; *out is its mapping. */
+static int build(int fd, const cb_config *cfg, struct cb_segment **out)
+{
+    if (ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
+        return -errno;
+    void *map = mmap(NULL, CB_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    cb_segment_init(map, cfg);
+    /* open's mode went through the umask: set it exactly, last, so that
+     * the fallback's temporary name is ours alone while it is filled. */
+    if (fchmod(fd, (mode_t)cfg->mode) != 0) {
+        int err = -errno;
+        munmap(map, CB_SEGMENT_SIZE);
+        return err;
+    }
+    *out = map;
+    return 0;
+}
+
+/* create_*: 0 (published, *out mapped), -EEXIST (another creator was
+ * first; ours is gone), NO_TMPFILE or -errno. */
+#define NO_TMPFILE 1
+
+/* Build in an O_TMPFILE file and link it in through /proc. */
+static int create_unnamed(const char *dev_path, const cb_config *cfg, struct cb_segment **out)
+{
+    int fd = open(CB_SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) /* the kernel or the file system has no O_TMPFILE */
+        return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? NO_TMPFILE : -errno;
+    int rc = build(fd, cfg, out);
+    if (rc == 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        /* Never replaces a name: of all creators, one links, the rest get
+         * EEXIST. ENOENT: no /proc (the name's directory is there). */
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, dev_path, AT_SYMLINK_FOLLOW) != 0) {
+            rc = errno == ENOENT ? NO_TMPFILE : -errno;
+            munmap(*out, CB_SEGMENT_SIZE);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/* Build under a temporary name that cb_list does not list, link it under
+ * the real name, and remove the temporary one. */
+static int create_named_temp(const char *dev_path, const cb_config *cfg, struct cb_segment **out)
+{
+    static _Atomic unsigned serial;
+    char tmp[96];
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < CB_OPEN_RETRIES; attempt++) {
+        snprintf(tmp, sizeof tmp, "%s/%s%d.%d.%u", CB_SHM_DIR, CB_SHM_TEMP_PREFIX, (int)getpid(), (int)gettid(),
+                 atomic_fetch_add_explicit(&serial, 1, memory_order_relaxed));
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return -errno;
+    }
+    if (fd < 0)
+        return -EAGAIN;
+    int rc = build(fd, cfg, out);
+    /* link, like linkat above, never replaces a name. */
+    if (rc == 0 && link(tmp, dev_path) != 0) {
+        rc = -errno;
+        munmap(*out, CB_SEGMENT_SIZE);
+    }
+    unlink(tmp);
+    close(fd);
+    return rc;
+}
+
+/*
+ * The segment under name: CB_OPENED (an existing one, *seg mapped,
+ * *mode its permission bits), CB_CREATED (ours, published), or an error.
+ * cfg NULL: never create.
+ */
+static int attach_or_create(const char *name, const cb_config *cfg, uint32_t flags, struct cb_segment **seg,
+                            uint32_t *mode)
+{
+    char path[CB_SHM_PATH_MAX], dev_path[sizeof CB_SHM_DIR + CB_SHM_PATH_MAX];
+    cb_shm_path(path, name);
+    snprintf(dev_path, sizeof dev_path, "%s%s", CB_SHM_DIR, path);
+    for (int attempt = 0; attempt < CB_OPEN_RETRIES; attempt++) {
+        int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+        if (fd >= 0) {
+            int rc = attach_existing(fd, flags, seg, mode);
+            close(fd);
+            return rc ? rc : CB_OPENED;
+        }
+        if (errno != ENOENT || !cfg)
+            return cb_open_error(errno);
+        int rc = create_unnamed(dev_path, cfg, seg);
+        if (rc == NO_TMPFILE)
+            rc = create_named_temp(dev_path, cfg, seg);
+        if (rc == 0) {
+            *mode = cfg->mode;
+            return CB_CREATED;
+        }
+        if (rc != -EEXIST)
+            return rc;
+        /* Another creator published first: attach to theirs. */
+    }
+    return -EAGAIN; /* the name was removed again after every EEXIST */
 }
 
 static int config_differs(const struct cb_segment *seg, const cb_config *cfg)
@@ -309,20 +383,18 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     rc = cb_resolve_config(cfg, &resolved);
     if (rc)
         return rc;
-    char path[CB_SHM_PATH_MAX];
-    cb_shm_path(path, name);
-    int fd = open_object(path, may_create ? &resolved : NULL);
-    if (fd < 0)
-        return fd;
+    uint32_t flags = cfg ? cfg->flags : 0;
+    if (flags & ~(uint32_t)CB_OPEN_TRUST_GROUP)
+        return -EINVAL;
+    /* Off while we hold fds and mappings: a cancelled caller leaks none
+     * and leaves no temporary name (open and close are cancellation
+     * points, and so is getrandom in glibc). */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     struct cb_segment *seg = NULL;
-    struct stat st;
-    int created = 0;
-    rc = map_segment(fd, may_create ? &resolved : NULL, &seg, &created);
-    if (rc == 0 && fstat(fd, &st) != 0) {
-        rc = -errno;
-        munmap(seg, CB_SEGMENT_SIZE);
-    }
-    close(fd);
+    uint32_t mode = 0;
+    rc = attach_or_create(name, may_create ? &resolved : NULL, flags, &seg, &mode);
+    pthread_setcancelstate(cancel_state, NULL);
     if (rc < 0)
         return rc;
     cb_breaker *b = calloc(1, sizeof *b);
@@ -330,9 +402,9 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
         munmap(seg, CB_SEGMENT_SIZE);
         return -ENOMEM;
     }
-    cb_handle_fill(b, seg, name, (uint32_t)st.st_mode & 0777u);
+    cb_handle_fill(b, seg, name, mode);
     *out = b;
-    if (created)
+    if (rc == CB_CREATED)
         return CB_CREATED;
     if (cfg && config_differs(seg, &resolved)) {
         cb_store_config(seg, &resolved);

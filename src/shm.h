@@ -8,6 +8,9 @@
 
 #define CB_SHM_PREFIX "/cbreaker."
 #define CB_SHM_DIR "/dev/shm" /* where Linux keeps POSIX shm objects */
+/* Temporary names of segments being built where O_TMPFILE is missing
+ * (shm.c); cb_list lists only names starting with CB_SHM_PREFIX. */
+#define CB_SHM_TEMP_PREFIX ".cbreaker-new."
 #define CB_SHM_PATH_MAX (sizeof CB_SHM_PREFIX + CB_NAME_MAX)
 
 /* 0 if name is a valid circuit name, CB_ENAME or -EINVAL (NULL) if not. */
@@ -18,7 +21,8 @@ void cb_shm_path(char out[CB_SHM_PATH_MAX], const char *name);
 void cb_store_config(struct cb_segment *seg, const cb_config *cfg);
 /* cfg with zero fields replaced by the defaults; -EINVAL for bad mode bits. */
 int cb_resolve_config(const cb_config *in, cb_config *out);
-/* Fill a claimed (or private) segment and publish it with READY. */
+/* Fill a segment nobody else sees yet (unnamed, or private memory); READY
+ * last. */
 void cb_segment_init(struct cb_segment *seg, const cb_config *cfg);
 
 /* shm_open's errno as our error: CB_ENOTCB for what cannot be a segment. */

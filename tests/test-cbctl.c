@@ -746,7 +746,7 @@ static struct pool *pool_start(const char *tag)
     struct pool *pool = tl_shared(sizeof *pool);
     snprintf(pool->name, sizeof pool->name, "%s", unique_name(tag));
     pool->parent = getpid();
-    cb_config cfg = {3, 60000, 0, 0};
+    cb_config cfg = {3, 60000, 0, 0, 0};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(pool->name, &cfg, &b), CB_CREATED);
     cb_close(b);
@@ -1220,7 +1220,7 @@ START_TEST(test_permission_denied_exit_3)
     }
     const char *secret = unique_name("secret");
     const char *shared = unique_name("readable");
-    cb_config mode600 = {2, 60000, 0, 0600}, mode644 = {2, 60000, 0, 0644};
+    cb_config mode600 = {2, 60000, 0, 0600, 0}, mode644 = {2, 60000, 0, 0644, 0};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(secret, &mode600, &b), CB_CREATED);
     cb_close(b);
@@ -1263,6 +1263,50 @@ END_TEST
 
 /* A broken object: list reports it and goes on, show exits 4; with
  * max_ms, each command on it alone ends within max_ms. */
+/* A segment root does not trust (another user's, or writable by anyone):
+ * controls refuse it with exit 3 and say whose it is; show still reads it. */
+START_TEST(test_untrusted_owner_exit_3)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_untrusted_owner_exit_3: skipped (needs root to give a segment away)\n");
+        return;
+    }
+    const char *foreign = unique_name("foreign");
+    const char *world = unique_name("world");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(foreign, NULL, &b), CB_CREATED);
+    cb_close(b);
+    ck_assert_int_eq(chown(dev_path(foreign), 65534, 65534), 0);
+    ck_assert_int_eq(cb_open(world, NULL, &b), CB_CREATED);
+    cb_close(b);
+    ck_assert_int_eq(chmod(dev_path(world), 0666), 0);
+
+    static const char *const verbs[] = {"reset", "trip", "create"};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        struct run r = CBCTL(verbs[i], foreign);
+        assert_error(&r, 3, foreign, "not trusted (segment owned by nobody, mode 0600)");
+        ck_assert_msg(strstr(r.err, "cbctl rm"), "%s", r.err);
+        run_free(&r);
+        r = CBCTL(verbs[i], world);
+        assert_error(&r, 3, world, "not trusted (segment owned by root, mode 0666)");
+        run_free(&r);
+    }
+    struct run r = CBCTL("show", foreign);
+    assert_ok(&r);
+    ck_assert(strstr(r.out, "state           CLOSED\n"));
+    run_free(&r);
+    static cb_info info;
+    inspect(foreign, &info);
+    ck_assert_uint_eq(info.history_len, 0); /* nothing was changed */
+    r = CBCTL("rm", foreign);
+    assert_ok(&r);
+    run_free(&r);
+    r = CBCTL("rm", world);
+    assert_ok(&r);
+    run_free(&r);
+}
+END_TEST
+
 static void assert_broken(const char *name, const char *reason, const char *error, const char *after,
                           unsigned max_ms)
 {
@@ -1504,7 +1548,7 @@ static void stop_watch(struct proc *p)
 START_TEST(test_watch_prints_transitions)
 {
     const char *name = unique_name("watch");
-    cb_config cfg = {2, 60000, 0, 0};
+    cb_config cfg = {2, 60000, 0, 0, 0};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
     ck_assert_int_eq(cb_trip(b), CB_CLOSED); /* before watch: not printed */
@@ -1616,6 +1660,7 @@ static Suite *cbctl_suite(void)
     tcase_add_test(tc, test_usage_errors_exit_2);
     tcase_add_test(tc, test_no_such_circuit_exit_1);
     tcase_add_test(tc, test_permission_denied_exit_3);
+    tcase_add_test(tc, test_untrusted_owner_exit_3);
     tcase_add_test(tc, test_broken_segments_exit_4);
     suite_add_tcase(s, tc);
 

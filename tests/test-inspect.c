@@ -12,7 +12,15 @@
  *                    changes a byte of the object; needs read permission
  *                    only (a child running as nobody inspects a 0644
  *                    circuit it cannot attach to, and gets -EACCES on a
- *                    0600 one; skipped when not root).
+ *                    0600 one; skipped when not root); survives a
+ *                    segment that its owner (nobody, when run as root)
+ *                    keeps shrinking to 4096 bytes and growing back:
+ *                    thousands of cb_inspect and cb_list calls and runs
+ *                    of the real cbctl list, show and metrics (path in
+ *                    $CBCTL) within a bounded time, never a signal, each
+ *                    result a valid snapshot or CB_ESIZE; a history entry
+ *                    whose words belong to two generations (what a copy
+ *                    taken mid-write holds) is left out.
  *   cb_list          reports valid and invalid objects alike (a FIFO and
  *                    a directory too, without blocking), in name order,
  *                    with the snapshot (valid) or NULL and the reason
@@ -32,13 +40,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,7 +166,7 @@ static unsigned char *read_object(const char *name, size_t *len)
 
 static cb_breaker *open_circuit(const char *name, uint32_t threshold, uint32_t reset_ms, uint32_t mode)
 {
-    cb_config cfg = {threshold, reset_ms, 0, mode};
+    cb_config cfg = {threshold, reset_ms, 0, mode, 0};
     cb_breaker *b = NULL;
     int rc = cb_open(name, &cfg, &b);
     ck_assert_msg(rc == CB_CREATED, "cb_open(%s) = %d (%s)", name, rc, cb_strerror(rc));
@@ -391,6 +402,165 @@ START_TEST(test_inspect_read_permission_is_enough)
 }
 END_TEST
 
+/* What a copy caught between two writers of a slot holds: one word of
+ * generation 2's entry already rewritten by generation 34's writer. */
+START_TEST(test_inspect_skips_entry_of_two_generations)
+{
+    const char *name = unique_name("torn");
+    cb_breaker *b = open_circuit(name, 1, 60000, 0600);
+    fail_n(b, 1);                       /* generation 1: CLOSED -> OPEN */
+    ck_assert_int_eq(cb_reset(b), CB_OPEN); /* generation 2: OPEN -> CLOSED */
+    fail_n(b, 1);                       /* generation 3 */
+    cb_close(b);
+    static cb_info info;
+    ck_assert_int_eq(cb_inspect(name, &info), 0);
+    ck_assert_uint_eq(info.history_len, 3);
+
+    uint64_t pid_word = (uint64_t)(2 + CB_RING) << CB_RING_VALUE_BITS | 4242u;
+    patch(name, offsetof(struct cb_segment, ring[2].word[CB_RW_PID]), &pid_word, sizeof pid_word);
+    ck_assert_int_eq(cb_inspect(name, &info), 0);
+    ck_assert_uint_eq(info.history_len, 2);
+    ck_assert_uint_eq(info.history[0].generation, 3);
+    ck_assert_uint_eq(info.history[1].generation, 1);
+    for (unsigned i = 0; i < info.history_len; i++)
+        ck_assert_int_eq(info.history[i].pid, getpid());
+    forget_all();
+}
+END_TEST
+
+/* ---- a segment shrunk and grown under the reader ---- */
+
+#define RESIZE_RUN_MS 2000u
+#define RESIZE_INSPECTS 5000
+#define RESIZE_CBCTL_RUNS 300
+
+struct resizer {
+    const char *name;
+    _Atomic int ready, stop;
+    _Atomic unsigned long resizes;
+};
+
+/* The hostile owner: creates the circuit (as nobody when we are root, so
+ * the object is another user's), then shrinks it to one page and grows it
+ * back as fast as it can until told to stop. */
+static int resize_forever(void *argp)
+{
+    struct resizer *r = argp;
+    if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
+        return 90;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* after setuid, which clears it */
+    if (getppid() == 1)
+        return 94;
+    cb_config cfg = {.failure_threshold = 2, .reset_timeout_ms = 60000, .mode = 0644};
+    cb_breaker *b;
+    if (cb_open(r->name, &cfg, &b) != CB_CREATED)
+        return 91;
+    fail_n(b, 2); /* OPEN, with a history and counters to read */
+    cb_close(b);
+    char path[CB_NAME_MAX + 16];
+    shm_path(path, sizeof path, r->name);
+    int fd = shm_open(path, O_RDWR, 0);
+    if (fd < 0)
+        return 92;
+    atomic_store(&r->ready, 1);
+    while (!atomic_load(&r->stop)) {
+        if (ftruncate(fd, 4096) != 0 || ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
+            return 93;
+        atomic_fetch_add(&r->resizes, 1);
+    }
+    close(fd);
+    return 0;
+}
+
+static void assert_snapshot_or_esize(const char *name, int rc, const cb_info *info)
+{
+    ck_assert_msg(rc == 0 || rc == CB_ESIZE, "%s: %d (%s), want a snapshot or CB_ESIZE", name, rc,
+                  cb_strerror(rc));
+    if (rc == 0) {
+        ck_assert_str_eq(info->name, name);
+        ck_assert_int_le(info->state, CB_HALF_OPEN);
+        ck_assert_uint_eq(info->segment_size, CB_SEGMENT_SIZE);
+        ck_assert_uint_eq(info->config.failure_threshold, 2);
+    }
+}
+
+struct listed {
+    const char *name;
+    unsigned seen;
+};
+
+static int check_listed(const char *name, const cb_info *info, int err, void *ctx)
+{
+    struct listed *l = ctx;
+    if (strcmp(name, l->name) == 0) {
+        assert_snapshot_or_esize(name, err, info);
+        l->seen++;
+    }
+    return 0;
+}
+
+/* Run the built cbctl (root, output discarded); its exit status. */
+static int run_cbctl(const char *cbctl, const char *verb, const char *arg)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(cbctl, cbctl, verb, arg, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(!WIFSIGNALED(status), "cbctl %s %s died of signal %d", verb, arg ? arg : "",
+                  WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_inspect_survives_segment_shrunk_under_it)
+{
+    const char *cbctl = getenv("CBCTL");
+    ck_assert_msg(cbctl != NULL, "CBCTL must name the built cbctl (meson sets it)");
+    struct resizer *r = tl_shared(sizeof *r);
+    r->name = unique_name("shrink");
+    pid_t owner = tl_spawn(resize_forever, r);
+    while (!atomic_load(&r->ready))
+        tl_sleep_ms(1);
+
+    cb_info *info = malloc(sizeof *info);
+    ck_assert_ptr_nonnull(info);
+    unsigned snapshots = 0, short_ones = 0;
+    struct listed l = {r->name, 0};
+    uint64_t end = mono_ms() + RESIZE_RUN_MS;
+    for (int i = 0; i < RESIZE_INSPECTS && mono_ms() < end; i++) {
+        int rc = cb_inspect(r->name, info);
+        assert_snapshot_or_esize(r->name, rc, info);
+        rc == 0 ? snapshots++ : short_ones++;
+        if (i % 16 == 0)
+            ck_assert_int_eq(cb_list(check_listed, &l), 0);
+    }
+    ck_assert_uint_gt(l.seen, 0);
+
+    unsigned runs = 0;
+    end = mono_ms() + RESIZE_RUN_MS;
+    for (; runs < RESIZE_CBCTL_RUNS && mono_ms() < end; runs++) {
+        int code = run_cbctl(cbctl, "show", r->name);
+        ck_assert_msg(code == 0 || code == 4, "cbctl show exited %d", code); /* 4: not a valid circuit */
+        run_cbctl(cbctl, "list", NULL);
+        run_cbctl(cbctl, "metrics", NULL);
+    }
+    atomic_store(&r->stop, 1);
+    tl_wait_ok(owner);
+    fprintf(stderr, "shrunk under the reader: %lu resizes, %u snapshots, %u CB_ESIZE, %u listings, "
+                    "%u x cbctl show/list/metrics\n",
+            atomic_load(&r->resizes), snapshots, short_ones, l.seen, runs);
+    ck_assert_uint_gt(atomic_load(&r->resizes), 0);
+    free(info);
+    forget_all();
+}
+END_TEST
+
 /* ---- cb_list ---- */
 
 struct seen {
@@ -513,7 +683,7 @@ static int child_trips_own_copy(void *argp)
 START_TEST(test_open_private_each_child_own_copy)
 {
     const char *name = unique_name("private");
-    cb_config cfg = {1, 60000, 0, 0};
+    cb_config cfg = {1, 60000, 0, 0, 0};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open_private(name, &cfg, &b), CB_CREATED);
     struct private_arg arg = {b};
@@ -538,7 +708,7 @@ START_TEST(test_open_private_each_child_own_copy)
 
     ck_assert_int_eq(cb_open_private("bad name", NULL, &b), CB_ENAME);
     ck_assert_int_eq(cb_open_private(name, NULL, NULL), -EINVAL);
-    cb_config bad_mode = {0, 0, 0, 01777};
+    cb_config bad_mode = {0, 0, 0, 01777, 0};
     ck_assert_int_eq(cb_open_private(name, &bad_mode, &b), -EINVAL);
 }
 END_TEST
@@ -552,6 +722,8 @@ static Suite *inspect_suite(void)
     tcase_add_test(tc, test_inspect_matches_get_info);
     tcase_add_test(tc, test_inspect_errors);
     tcase_add_test(tc, test_inspect_read_permission_is_enough);
+    tcase_add_test(tc, test_inspect_skips_entry_of_two_generations);
+    tcase_add_test(tc, test_inspect_survives_segment_shrunk_under_it);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("list");

@@ -84,7 +84,7 @@ static fx fx_open_cfg(const char *tag, const cb_config *cfg)
 
 static fx fx_open(const char *tag, uint32_t threshold, uint32_t reset_ms, uint32_t probe_ms)
 {
-    cb_config cfg = {threshold, reset_ms, probe_ms, 0};
+    cb_config cfg = {threshold, reset_ms, probe_ms, 0, 0};
     return fx_open_cfg(tag, &cfg);
 }
 
@@ -395,12 +395,12 @@ END_TEST
 static const struct {
     cb_config in, want;
 } config_table[] = {
-    {{0, 0, 0, 0}, {3, 60000, 60000, 0600}},
-    {{5, 0, 0, 0}, {5, 60000, 60000, 0600}},
-    {{0, 500, 0, 0}, {3, 500, 500, 0600}},
-    {{0, 500, 200, 0640}, {3, 500, 200, 0640}},
-    {{1, 1, 1, 0644}, {1, 1, 1, 0644}},
-    {{0, 0, 7, 0}, {3, 60000, 7, 0600}},
+    {{0, 0, 0, 0, 0}, {3, 60000, 60000, 0600, 0}},
+    {{5, 0, 0, 0, 0}, {5, 60000, 60000, 0600, 0}},
+    {{0, 500, 0, 0, 0}, {3, 500, 500, 0600, 0}},
+    {{0, 500, 200, 0640, 0}, {3, 500, 200, 0640, 0}},
+    {{1, 1, 1, 0644, 0}, {1, 1, 1, 0644, 0}},
+    {{0, 0, 7, 0, 0}, {3, 60000, 7, 0600, 0}},
 };
 
 START_TEST(test_config_zero_fields)
@@ -420,7 +420,7 @@ START_TEST(test_config_update)
 {
     const char *name = tl_unique_name("cfgupd");
     struct tl_clock *clk = tl_clock_new(T0);
-    cb_config cfg5 = {5, RESET, PROBE, 0}, cfg2 = {2, RESET, PROBE, 0};
+    cb_config cfg5 = {5, RESET, PROBE, 0, 0}, cfg2 = {2, RESET, PROBE, 0, 0};
     cb_breaker *b = NULL, *b2 = NULL;
 
     ck_assert_int_eq(cb_open(name, &cfg5, &b), CB_CREATED);
@@ -461,7 +461,7 @@ START_TEST(test_config_update)
     cb_close(b2);
 
     /* Zero fields resolve before the comparison. */
-    cb_config cfg2_zero_probe = {2, RESET, 0, 0}; /* probe = RESET != PROBE */
+    cb_config cfg2_zero_probe = {2, RESET, 0, 0, 0}; /* probe = RESET != PROBE */
     ck_assert_int_eq(cb_open(name, &cfg2_zero_probe, &b2), CB_CONFIG_UPDATED);
     ck_assert_uint_eq(INFO(b2).config.probe_timeout_ms, RESET);
     cb_close(b2);

@@ -20,10 +20,9 @@
 static int force(const struct options *o, const char *name, cb_state to)
 {
     static cb_info info;
-    /* Look first: cb_attach waits 2 s on an object that is not
-     * initialized (then says CB_EBUSY), and on a directory it fails with
-     * EINVAL, which would read as a usage error. An impossible state is
-     * what reset is for: go on. */
+    /* Look first: on a directory cb_attach fails with EINVAL, which
+     * would read as a usage error. An impossible state is what reset is
+     * for: go on. (cb_attach then refuses what it does not trust.) */
     int rc = cb_inspect(name, &info);
     if (rc != 0 && rc != CB_ECORRUPT)
         return report_error(name, rc);

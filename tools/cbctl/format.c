@@ -112,6 +112,8 @@ const char *error_name(int err)
         return "EBUSY";
     case CB_ECORRUPT:
         return "ECORRUPT";
+    case CB_EOWNER:
+        return "EOWNER";
     }
     const char *s = err < 0 && err > CB_ERROR_BASE ? strerrorname_np(-err) : NULL;
     return s ? s : "EUNKNOWN";
@@ -163,6 +165,7 @@ int exit_code_for(int err)
         return CBCTL_USAGE;
     case -EACCES:
     case -EPERM:
+    case CB_EOWNER: /* like a permission: fixed by who owns the segment */
         return CBCTL_PERM;
     }
     return CBCTL_INVALID;
@@ -170,8 +173,9 @@ int exit_code_for(int err)
 
 int report_error(const char *name, int err)
 {
-    if (err == -EACCES || err == -EPERM) {
-        /* Say whose it is: the usual fix is to run as that user. */
+    if (err == -EACCES || err == -EPERM || err == CB_EOWNER) {
+        /* Say whose it is: the usual fix is to run as that user (or, for
+         * a segment we do not trust, to remove it: cbctl rm, as root). */
         char path[CB_NAME_MAX + 64];
         struct stat st;
         snprintf(path, sizeof path, "/dev/shm/cbreaker.%s", name);
@@ -179,8 +183,12 @@ int report_error(const char *name, int err)
             const struct passwd *pw = getpwuid(st.st_uid);
             char uid[16];
             snprintf(uid, sizeof uid, "%u", (unsigned)st.st_uid);
-            fprintf(stderr, "cbctl: %s: permission denied (segment owned by %s, mode %04o)\n", name,
-                    pw ? pw->pw_name : uid, (unsigned)(st.st_mode & 07777));
+            fprintf(stderr, "cbctl: %s: %s (segment owned by %s, mode %04o)%s\n", name,
+                    err == CB_EOWNER ? "not trusted" : "permission denied", pw ? pw->pw_name : uid,
+                    (unsigned)(st.st_mode & 07777),
+                    err == CB_EOWNER ? ": owned by another user or writable by others; if it is not "
+                                       "yours, remove it (cbctl rm, as root or its owner)"
+                                     : "");
             return exit_code_for(err);
         }
     }
