@@ -1,0 +1,73 @@
+"""The exceptions of cbreaker (the C layer raises them too).
+
+Exception
+ +-- CircuitBreakerError            base of cbreaker's own exceptions
+      +-- CircuitBreakerOpenException   the breaker rejected the call
+      +-- SegmentError                  /dev/shm/cbreaker.NAME is not a usable
+                                        circuit (foreign, corrupt, other version)
+
+Besides these: a bad name or bad config value is a ValueError, a wrong type
+a TypeError, a permission problem a PermissionError, and any other system
+error an OSError with its errno (FileNotFoundError for unlink of a missing
+circuit). Messages are the library's (cb_strerror).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+
+class CircuitBreakerError(Exception):
+    """Base class of the exceptions cbreaker defines."""
+
+
+class CircuitBreakerOpenException(CircuitBreakerError):
+    """The breaker rejected the call: the dependency was not called.
+
+    Attributes:
+        name: the circuit's name (None for an unnamed private breaker).
+        state: 'OPEN', or 'HALF_OPEN' while another caller holds the probe.
+        retry_after: seconds until a probe may go, as `cbctl show` shows it
+            (OPEN: until the reset timeout has passed; HALF_OPEN: what is
+            left of the probe's lease).
+    """
+
+    # Raised on every rejection, the hot path of an outage: no __init__ of
+    # our own (BaseException's, in C, keeps the arguments); the attributes
+    # read them back.
+    args: Tuple[Optional[str], str, float]
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.args[0]
+
+    @property
+    def state(self) -> str:
+        return self.args[1]
+
+    @property
+    def retry_after(self) -> float:
+        return self.args[2]
+
+    def __str__(self) -> str:
+        what = "breaker" if self.name is None else f"circuit {self.name!r}"
+        return f"{what} is {self.state}: retry after {self.retry_after:.3f} s"
+
+
+class SegmentError(CircuitBreakerError):
+    """The object /dev/shm/cbreaker.NAME is not a circuit this library can use.
+
+    Attributes:
+        code: the library's error code (CB_ENOTCB, CB_EVERSION, CB_ESIZE,
+            CB_ELAYOUT, CB_EBUSY, CB_ECORRUPT, ...: negative ints).
+        name: the circuit's name, or None.
+    """
+
+    def __init__(self, message: str, code: int = 0, name: Optional[str] = None) -> None:
+        super().__init__(message, code, name)
+        self.message = message
+        self.code = code
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.message if self.name is None else f"{self.name}: {self.message}"

@@ -1,0 +1,41 @@
+"""Transition log records.
+
+The library announces a transition only in the process whose
+compare-and-swap made it; the extension hands it here when the call that
+made it returns. So each transition is logged once on the host. The
+message is the reference's event name; the record carries circuit,
+from_state, to_state, reason, failures and pid as attributes (a JSON
+formatter shows them). circuit_breaker_opened is a WARNING, the others
+are INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, List, Optional, Tuple, Union
+
+Event = Tuple[str, str, str, str, int, int, int]  # as the extension builds it
+LoggerLike = Union[logging.Logger, logging.LoggerAdapter]
+
+_LEVELS = {"circuit_breaker_opened": logging.WARNING}
+
+
+def transition_logger(logger: LoggerLike, circuit: Optional[str]) -> Callable[[List[Event]], None]:
+    """The on_events hook of a handle: one log record per transition."""
+
+    def log_transitions(events: List[Event]) -> None:
+        for event, from_state, to_state, reason, failures, pid, _wall_ms in events:
+            logger.log(
+                _LEVELS.get(event, logging.INFO),
+                event,
+                extra={
+                    "circuit": circuit,
+                    "from_state": from_state,
+                    "to_state": to_state,
+                    "reason": reason,
+                    "failures": failures,
+                    "pid": pid,
+                },
+            )
+
+    return log_transitions
