@@ -3,7 +3,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 CONFIG_FIELDS: Tuple[Tuple[str, str, str], ...]
 NAME_MAX: int
-FOREIGN_OWNER_CODE: int  # CB_EOWNER: CB_ERROR_BASE - 8
+FOREIGN_OWNER_CODE: int  # CB_EOWNER
 
 class Permit:
     is_probe: bool

@@ -81,9 +81,6 @@ int config_from_dict(PyObject *dict, cb_config *cfg);
 PyObject *config_to_dict(const cb_config *cfg);
 
 /* ---- errors.c ---- */
-/* CB_EOWNER: the library's code for a segment whose owner it does not
- * trust (issue 9; reserved before it exists). */
-#define CBEXT_FOREIGN_OWNER (CB_ERROR_BASE - 8)
 /* Raise the exception for library error rc about circuit name (may be
  * NULL); returns NULL so callers can `return cbext_raise(...)`. */
 PyObject *cbext_raise(int rc, const char *name);

@@ -3,10 +3,9 @@
  * library's message (cb_strerror):
  *
  *   CB_ENAME, -EINVAL            ValueError
- *   -EACCES, -EPERM, CB_EOWNER   PermissionError (errno EACCES/EPERM)
- *   (CB_EOWNER, a segment of an owner the caller does not trust, is
- *   CB_ERROR_BASE - 8, reserved for it; an enum constant, so it is
- *   named here by its value)
+ *   -EACCES, -EPERM, CB_EOWNER   PermissionError (errno EACCES/EPERM;
+ *                                CB_EOWNER: a segment whose owner or
+ *                                mode the caller does not trust)
  *   any other CB_E* code         cbreaker.SegmentError (.code, .name),
  *                                including codes newer than this file
  *   any other -errno             OSError with that errno (so -ENOENT is
@@ -40,7 +39,7 @@ PyObject *cbext_raise(int rc, const char *name)
             PyErr_SetString(PyExc_ValueError, msg);
         return NULL;
     }
-    if (rc == CBEXT_FOREIGN_OWNER)
+    if (rc == CB_EOWNER)
         return os_error(EPERM, msg, name);
     if (rc <= CB_ERROR_BASE) {
         PyObject *exc = PyObject_CallFunction(cbext_segment_error, "sis", msg, rc, name);

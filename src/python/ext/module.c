@@ -148,7 +148,7 @@ static int module_exec(PyObject *m)
         Py_XDECREF(fields);
         return -1;
     }
-    if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CBEXT_FOREIGN_OWNER) < 0)
+    if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CB_EOWNER) < 0)
         return -1;
     return PyModule_AddIntConstant(m, "NAME_MAX", CB_NAME_MAX);
 }
