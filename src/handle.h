@@ -24,6 +24,10 @@ struct cb_breaker {
     uint64_t clock_tick_ms; /* added to timeouts so a probe is never early */
     uint32_t mode;          /* permission bits of the object when opened */
     char name[CB_NAME_MAX + 1];
+    /* Whose locks guard this process's stripe claims (claim_locks.h):
+     * CB_CLAIMS_NONE (0, the shared stripe only), CB_CLAIMS_PRIVATE, or
+     * a reference from cb_claim_locks_for(), set by the opener. */
+    int claim_locks;
 };
 
 /* Point b at a mapped, ready segment, with the default clock. */

@@ -1,0 +1,183 @@
+/*
+ * claim_locks.c - the process's table of circuit files it locks stripes
+ * in: one open file description (OFD) per circuit file, and which stripe
+ * bytes it holds a lock on (the protocol that uses them: stripes.c).
+ *
+ * An entry is made when a handle is opened (cb_open, cb_attach), by
+ * opening /proc/self/fd/N of the descriptor the segment was mapped from:
+ * a description of its own. Not dup(): that would share the mapping's
+ * description, which the mapping holds open, so a fork child inheriting
+ * the mapping would keep the parent's locks after the parent died. The
+ * entry is kept until the process exits: a thread's claim outlives the
+ * handle it was made through (claims are never given back, and a thread's
+ * claim cache may hit again for a new mapping at the same address), so
+ * its lock must too. The cost: one descriptor per circuit the process has
+ * opened, and a removed circuit's memory stays allocated until then.
+ * Handles of one circuit share the entry (looked up by device and inode);
+ * two threads opening the same circuit at once may make two entries, whose
+ * locks then exclude each other as if they were two processes: safe, only
+ * less sharing. The table has CB_LOCK_FILES entries and takes a
+ * descriptor only while fewer than half of RLIMIT_NOFILE are in use; a
+ * circuit that finds no entry has no locks, and its threads use the shared
+ * stripe.
+ *
+ * Entries are published lock-free: a free slot is taken by CAS (FREE ->
+ * BUSY), filled, then released as READY; readers acquire READY before the
+ * key. After fork() the child must not use its parent's OFDs (a lock
+ * through a shared OFD is one lock: the child would think it held what
+ * the parent holds, and would keep the parent's locks alive after the
+ * parent dies). A fork handler gives each entry a description of its own
+ * the same way (/proc/self/fd/N names the same file even if it was
+ * unlinked), dup3() over N; the child then holds no locks. If that
+ * fails, the entry is closed and dead: the child's threads use the shared
+ * stripe for that circuit. A fork that happens while another thread is
+ * between opening and publishing may leave the child a reference to the
+ * parent's description: it then keeps the parent's locks, hence its
+ * stripes, from being taken over until the child exits (a leak, never a
+ * lost count).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "claim_locks.h"
+#include "segment.h"
+
+#define CB_LOCK_FILES 128
+
+enum { SLOT_FREE, SLOT_BUSY, SLOT_READY, SLOT_DEAD };
+
+struct lock_file {
+    _Atomic int state;
+    dev_t dev; /* key, written before READY is released */
+    ino_t ino;
+    _Atomic int fd;
+    _Atomic uint64_t held; /* bit s: this process holds stripe s's lock */
+};
+
+static struct lock_file table[CB_LOCK_FILES];
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+_Static_assert(CB_STRIPES <= 64, "one bit per stripe in held");
+
+/* "/proc/self/fd/" and n, without snprintf (the child of a threaded
+ * process may only call async-signal-safe functions). */
+static void proc_fd_path(char out[32], int n)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    unsigned len = 0, u = (unsigned)n;
+    do
+        digits[len++] = (char)('0' + u % 10u);
+    while ((u /= 10u) != 0);
+    unsigned i = 0;
+    for (; prefix[i]; i++)
+        out[i] = prefix[i];
+    while (len)
+        out[i++] = digits[--len];
+    out[i] = '\0';
+}
+
+/* A new open file description of fd's file, or -1. */
+static int open_again(int fd)
+{
+    char path[32];
+    proc_fd_path(path, fd);
+    return open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+}
+
+static void own_descriptions_in_child(void)
+{
+    for (unsigned i = 0; i < CB_LOCK_FILES; i++) {
+        struct lock_file *f = &table[i];
+        if (atomic_load_explicit(&f->state, memory_order_acquire) != SLOT_READY)
+            continue;
+        int fd = atomic_load_explicit(&f->fd, memory_order_relaxed);
+        int mine = open_again(fd);
+        atomic_store_explicit(&f->held, 0, memory_order_relaxed);
+        if (mine >= 0 && dup3(mine, fd, O_CLOEXEC) == fd) {
+            close(mine);
+            continue;
+        }
+        if (mine >= 0)
+            close(mine);
+        close(fd);
+        atomic_store_explicit(&f->fd, -1, memory_order_relaxed);
+        atomic_store_explicit(&f->state, SLOT_DEAD, memory_order_relaxed);
+    }
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, own_descriptions_in_child);
+}
+
+static int few_descriptors_left(int fd)
+{
+    struct rlimit lim;
+    return getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+           (rlim_t)fd >= lim.rlim_cur / 2u;
+}
+
+int cb_claim_locks_for(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return CB_CLAIMS_NONE;
+    pthread_once(&atfork_once, register_atfork);
+    for (unsigned i = 0; i < CB_LOCK_FILES; i++) {
+        struct lock_file *f = &table[i];
+        int state = atomic_load_explicit(&f->state, memory_order_acquire);
+        if ((state == SLOT_READY || state == SLOT_DEAD) && f->dev == st.st_dev && f->ino == st.st_ino)
+            return state == SLOT_READY ? (int)i + 1 : CB_CLAIMS_NONE;
+    }
+    for (unsigned i = 0; i < CB_LOCK_FILES; i++) {
+        struct lock_file *f = &table[i];
+        int expected = SLOT_FREE;
+        /* Exactly one thread turns a free slot busy; only it fills it. */
+        if (!atomic_compare_exchange_strong_explicit(&f->state, &expected, SLOT_BUSY, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        int mine = open_again(fd);
+        if (mine >= 0 && few_descriptors_left(mine)) {
+            close(mine);
+            mine = -1;
+        }
+        if (mine < 0) {
+            atomic_store_explicit(&f->state, SLOT_FREE, memory_order_release);
+            return CB_CLAIMS_NONE;
+        }
+        atomic_store_explicit(&f->fd, mine, memory_order_relaxed);
+        atomic_store_explicit(&f->held, 0, memory_order_relaxed);
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        atomic_store_explicit(&f->state, SLOT_READY, memory_order_release);
+        return (int)i + 1;
+    }
+    return CB_CLAIMS_NONE;
+}
+
+int cb_claim_lock(int ref, unsigned s)
+{
+    struct lock_file *f = &table[ref - 1];
+    uint64_t bit = UINT64_C(1) << s;
+    if (atomic_load_explicit(&f->held, memory_order_relaxed) & bit)
+        return 1;
+    int fd = atomic_load_explicit(&f->fd, memory_order_relaxed);
+    if (fd < 0)
+        return 0;
+    /* One byte per stripe, at the stripe's own offset in the file. */
+    struct flock lock = {.l_type = F_WRLCK,
+                         .l_whence = SEEK_SET,
+                         .l_start = (off_t)offsetof(struct cb_segment, stripes) + (off_t)s * CB_LINE,
+                         .l_len = 1};
+    if (fcntl(fd, F_OFD_SETLK, &lock) != 0)
+        return 0;
+    atomic_fetch_or_explicit(&f->held, bit, memory_order_relaxed);
+    return 1;
+}
