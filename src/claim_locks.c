@@ -3,16 +3,20 @@
  * in: one open file description (OFD) per circuit file, and which stripe
  * bytes it holds a lock on (the protocol that uses them: stripes.c).
  *
- * An entry is made when a handle is opened (cb_open, cb_attach), by
- * opening /proc/self/fd/N of the descriptor the segment was mapped from:
- * a description of its own. Not dup(): that would share the mapping's
- * description, which the mapping holds open, so a fork child inheriting
- * the mapping would keep the parent's locks after the parent died. The
- * entry is kept until the process exits: a thread's claim outlives the
- * handle it was made through (claims are never given back, and a thread's
- * claim cache may hit again for a new mapping at the same address), so
- * its lock must too. The cost: one descriptor per circuit the process has
- * opened, and a removed circuit's memory stays allocated until then.
+ * An entry is made at a thread's first claim in a circuit the process has
+ * no entry for (handles only opened and never counted through, as cbctl's,
+ * take no descriptor): the circuit's name is opened again, and used only
+ * if it still leads to the very file the handle mapped (device and inode,
+ * recorded when the handle was opened); otherwise, or without a
+ * descriptor to spare, the threads use the shared stripe. The descriptor
+ * is one of its own, not a dup() of the mapping's: a mapping holds its
+ * description open, so a fork child inheriting the mapping would keep
+ * the parent's locks after the parent died. The entry is kept until the
+ * process exits: a thread's claim outlives the handle it was made through
+ * (claims are never given back, and a thread's claim cache may hit again
+ * for a new mapping at the same address), so its lock must too. The cost:
+ * one descriptor per circuit the process has counted in, and a removed
+ * circuit's memory stays allocated until then.
  * Handles of one circuit share the entry (looked up by device and inode);
  * two threads opening the same circuit at once may make two entries, whose
  * locks then exclude each other as if they were two processes: safe, only
@@ -27,8 +31,8 @@
  * through a shared OFD is one lock: the child would think it held what
  * the parent holds, and would keep the parent's locks alive after the
  * parent dies). A fork handler gives each entry a description of its own
- * the same way (/proc/self/fd/N names the same file even if it was
- * unlinked), dup3() over N; the child then holds no locks. If that
+ * by opening /proc/self/fd/N (which names the same file even if it was
+ * unlinked) and dup3() over N; the child then holds no locks. If that
  * fails, the entry is closed and dead: the child's threads use the shared
  * stripe for that circuit. A fork that happens while another thread is
  * between opening and publishing may leave the child a reference to the
@@ -41,12 +45,14 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "claim_locks.h"
 #include "segment.h"
+#include "shm.h"
 
 #define CB_LOCK_FILES 128
 
@@ -54,8 +60,8 @@ enum { SLOT_FREE, SLOT_BUSY, SLOT_READY, SLOT_DEAD };
 
 struct lock_file {
     _Atomic int state;
-    dev_t dev; /* key, written before READY is released */
-    ino_t ino;
+    uint64_t dev; /* key, written before READY is released */
+    uint64_t ino;
     _Atomic int fd;
     _Atomic uint64_t held; /* bit s: this process holds stripe s's lock */
 };
@@ -124,17 +130,39 @@ static int few_descriptors_left(int fd)
            (rlim_t)fd >= lim.rlim_cur / 2u;
 }
 
-int cb_claim_locks_for(int fd)
+void cb_claim_file_of(int fd, struct cb_claim_file *out)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return CB_CLAIMS_NONE;
+    *out = (struct cb_claim_file){CB_CLAIMS_NONE, 0, 0};
+    if (fstat(fd, &st) == 0)
+        *out = (struct cb_claim_file){CB_CLAIMS_FILE, (uint64_t)st.st_dev, (uint64_t)st.st_ino};
+}
+
+/* A new descriptor of the circuit's file by name, if it still is `file`. */
+static int open_by_name(const char *name, const struct cb_claim_file *file)
+{
+    char path[CB_SHM_PATH_MAX];
+    cb_shm_path(path, name);
+    int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_dev != file->dev || (uint64_t)st.st_ino != file->ino ||
+        few_descriptors_left(fd)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cb_claim_locks_find(const char *name, const struct cb_claim_file *file)
+{
     pthread_once(&atfork_once, register_atfork);
     for (unsigned i = 0; i < CB_LOCK_FILES; i++) {
         struct lock_file *f = &table[i];
         int state = atomic_load_explicit(&f->state, memory_order_acquire);
-        if ((state == SLOT_READY || state == SLOT_DEAD) && f->dev == st.st_dev && f->ino == st.st_ino)
-            return state == SLOT_READY ? (int)i + 1 : CB_CLAIMS_NONE;
+        if ((state == SLOT_READY || state == SLOT_DEAD) && f->dev == file->dev && f->ino == file->ino)
+            return state == SLOT_READY ? (int)i + 1 : 0;
     }
     for (unsigned i = 0; i < CB_LOCK_FILES; i++) {
         struct lock_file *f = &table[i];
@@ -143,23 +171,19 @@ int cb_claim_locks_for(int fd)
         if (!atomic_compare_exchange_strong_explicit(&f->state, &expected, SLOT_BUSY, memory_order_acquire,
                                                      memory_order_relaxed))
             continue;
-        int mine = open_again(fd);
-        if (mine >= 0 && few_descriptors_left(mine)) {
-            close(mine);
-            mine = -1;
-        }
+        int mine = open_by_name(name, file);
         if (mine < 0) {
             atomic_store_explicit(&f->state, SLOT_FREE, memory_order_release);
-            return CB_CLAIMS_NONE;
+            return 0;
         }
         atomic_store_explicit(&f->fd, mine, memory_order_relaxed);
         atomic_store_explicit(&f->held, 0, memory_order_relaxed);
-        f->dev = st.st_dev;
-        f->ino = st.st_ino;
+        f->dev = file->dev;
+        f->ino = file->ino;
         atomic_store_explicit(&f->state, SLOT_READY, memory_order_release);
         return (int)i + 1;
     }
-    return CB_CLAIMS_NONE;
+    return 0;
 }
 
 int cb_claim_lock(int ref, unsigned s)

@@ -5,15 +5,27 @@
 #ifndef CB_CLAIM_LOCKS_H
 #define CB_CLAIM_LOCKS_H
 
-/* Values of cb_breaker.claim_locks besides a reference (> 0). */
-#define CB_CLAIMS_NONE 0     /* no lock to be had: the shared stripe only */
-#define CB_CLAIMS_PRIVATE -1 /* process-private segment: nothing to lock */
+#include <stdint.h>
+
+/* What guards a handle's stripe claims (cb_breaker.claim_file.kind). */
+#define CB_CLAIMS_NONE 0     /* nothing: the shared stripe only (cb_inspect) */
+#define CB_CLAIMS_PRIVATE 1  /* process-private segment: nothing to lock */
+#define CB_CLAIMS_FILE 2     /* locks on the file dev/ino */
+
+struct cb_claim_file {
+    int kind;
+    uint64_t dev, ino; /* CB_CLAIMS_FILE: the file the segment was mapped from */
+};
+
+/* The file fd refers to, as kind CB_CLAIMS_FILE (CB_CLAIMS_NONE if fstat
+ * fails). Opens nothing: locks are looked up at the first claim. */
+void cb_claim_file_of(int fd, struct cb_claim_file *out);
 
 /* A reference (> 0) to this process's own open file description of the
- * object fd (opened read-write) refers to, kept until the
- * process exits; CB_CLAIMS_NONE when none can be had (table full, few
- * descriptors left, /proc not mounted). Never fails otherwise. */
-int cb_claim_locks_for(int fd);
+ * circuit file `file` (found again by name, and only if the name still
+ * leads to that very file), kept until the process exits; 0 when none can
+ * be had (table full, few descriptors left, name removed or replaced). */
+int cb_claim_locks_find(const char *name, const struct cb_claim_file *file);
 
 /* 1 if this process holds the lock on stripe s of ref's file (taken now
  * with one non-blocking F_OFD_SETLK, or earlier), 0 if another process

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "claim_locks.h"
 #include "config.h"
 #include "handle.h"
 #include "shm.h"
@@ -37,7 +36,7 @@ int cb_open_private(const char *name, const cb_config *cfg, cb_breaker **out)
     }
     cb_segment_init(seg, &resolved);
     cb_handle_fill(b, seg, name, 0);
-    b->claim_locks = CB_CLAIMS_PRIVATE; /* no other process writes this copy */
+    b->claim_file.kind = CB_CLAIMS_PRIVATE; /* no other process writes this copy */
     *out = b;
     return CB_CREATED;
 }

@@ -38,8 +38,9 @@
  *    process; should another process ever match it, holding the lock
  *    proves that process dead, so a mistake can only keep s unclaimed.
  *  - A process without a lock of its own on the file (no descriptor to be
- *    had: thousands of circuits, a low RLIMIT_NOFILE, or a fork child
- *    that could not reopen /proc/self/fd/N) claims nothing and adds to the
+ *    had: thousands of circuits, a low RLIMIT_NOFILE, the circuit's name
+ *    removed or replaced before its first claim, or a fork child that
+ *    could not reopen /proc/self/fd/N) claims nothing and adds to the
  *    shared stripe 0 with atomic adds: slower, never unsafe.
  *  - A fork child gets descriptions of its own (claim_locks.c), holds no
  *    locks, and forgets its claim cache and nonce: its parent's stripes
@@ -127,12 +128,12 @@ static uint64_t this_thread(void)
            ((uint64_t)syscall(SYS_gettid) & ID_MASK);
 }
 
-/* Whether this process holds stripe s's lock (taken now if need be). */
-static int holds_lock(const cb_breaker *b, unsigned s)
+/* Whether this process holds stripe s's lock (taken now if need be);
+ * locks: a reference to the process's lock file, or -1 for a private
+ * segment. */
+static int holds_lock(int locks, unsigned s)
 {
-    if (b->claim_locks == CB_CLAIMS_PRIVATE)
-        return 1;
-    return b->claim_locks != CB_CLAIMS_NONE && cb_claim_lock(b->claim_locks, s);
+    return locks < 0 || cb_claim_lock(locks, s);
 }
 
 /* For an owner of a stripe whose lock this process holds: whether it can
@@ -164,20 +165,25 @@ static unsigned claim_in_segment(const cb_breaker *b)
     struct cb_segment *seg = b->seg;
     uint64_t me = this_thread();
     unsigned first = 1u + (unsigned)(me % (CB_STRIPES - 1u)), s;
-    if (b->claim_locks == CB_CLAIMS_NONE)
+    int locks = -1;
+    if (b->claim_file.kind == CB_CLAIMS_FILE)
+        locks = cb_claim_locks_find(b->name, &b->claim_file);
+    else if (b->claim_file.kind != CB_CLAIMS_PRIVATE)
+        locks = 0;
+    if (locks == 0)
         return CB_SHARED_STRIPE;
     /* Each test reads the word again after the lock is held: before, a
      * process that has since died may have changed it. */
     for (s = 1; s < CB_STRIPES; s++)
-        if (owner_of(seg, s) == me && holds_lock(b, s) && owner_of(seg, s) == me)
+        if (owner_of(seg, s) == me && holds_lock(locks, s) && owner_of(seg, s) == me)
             return s;
     for (unsigned i = 0; i < CB_STRIPES - 1u; i++) {
         s = 1u + (first - 1u + i) % (CB_STRIPES - 1u);
-        if (owner_of(seg, s) == 0 && holds_lock(b, s) && take(seg, s, 0, me))
+        if (owner_of(seg, s) == 0 && holds_lock(locks, s) && take(seg, s, 0, me))
             return s;
     }
     for (s = 1; s < CB_STRIPES; s++) {
-        if (owner_of(seg, s) == 0 || !holds_lock(b, s))
+        if (owner_of(seg, s) == 0 || !holds_lock(locks, s))
             continue;
         uint64_t owner = owner_of(seg, s);
         if (owner != 0 && owner_is_gone(owner, me) && take(seg, s, owner, me))
