@@ -5,18 +5,19 @@
  *
  * An entry is made at a thread's first claim in a circuit the process has
  * no entry for (handles only opened and never counted through, as cbctl's,
- * take no descriptor): the circuit's name is opened again, and used only
- * if it still leads to the very file the handle mapped (device and inode,
- * recorded when the handle was opened); otherwise, or without a
- * descriptor to spare, the threads use the shared stripe. The descriptor
- * is one of its own, not a dup() of the mapping's: a mapping holds its
- * description open, so a fork child inheriting the mapping would keep
- * the parent's locks after the parent died. The entry is kept until the
- * process exits: a thread's claim outlives the handle it was made through
- * (claims are never given back, and a thread's claim cache may hit again
- * for a new mapping at the same address), so its lock must too. The cost:
- * one descriptor per circuit the process has counted in, and a removed
- * circuit's memory stays allocated until then.
+ * take none), by opening /proc/self/fd/N of a descriptor the handle keeps
+ * until cb_close, or, if the handle has none (few to spare), the circuit's
+ * name again, used only if it still leads to the very file the handle
+ * mapped (device and inode); otherwise the threads use the shared stripe.
+ * The entry's description is one of its own, never a dup() of the
+ * mapping's: a mapping holds its description open, so a fork child
+ * inheriting the mapping would keep the parent's locks after the parent
+ * died. The entry is kept until the process exits: a thread's claim
+ * outlives the handle it was made through (claims are never given back,
+ * and a thread's claim cache may hit again for a new mapping at the same
+ * address), so its lock must too. The cost: one descriptor per open
+ * handle, and one per circuit the process has counted in, whose memory
+ * stays allocated until the process exits even if the circuit is removed.
  * Handles of one circuit share the entry (looked up by device and inode);
  * two threads opening the same circuit at once may make two entries, whose
  * locks then exclude each other as if they were two processes: safe, only
@@ -133,17 +134,40 @@ static int few_descriptors_left(int fd)
 void cb_claim_file_of(int fd, struct cb_claim_file *out)
 {
     struct stat st;
-    *out = (struct cb_claim_file){CB_CLAIMS_NONE, 0, 0};
-    if (fstat(fd, &st) == 0)
-        *out = (struct cb_claim_file){CB_CLAIMS_FILE, (uint64_t)st.st_dev, (uint64_t)st.st_ino};
+    *out = (struct cb_claim_file){CB_CLAIMS_NONE, -1, 0, 0};
+    if (fstat(fd, &st) != 0)
+        return;
+    int kept = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (kept >= 0 && few_descriptors_left(kept)) {
+        close(kept);
+        kept = -1;
+    }
+    *out = (struct cb_claim_file){CB_CLAIMS_FILE, kept, (uint64_t)st.st_dev, (uint64_t)st.st_ino};
 }
 
-/* A new descriptor of the circuit's file by name, if it still is `file`. */
-static int open_by_name(const char *name, const struct cb_claim_file *file)
+void cb_claim_file_close(struct cb_claim_file *file)
 {
-    char path[CB_SHM_PATH_MAX];
-    cb_shm_path(path, name);
-    int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    if (file->kind == CB_CLAIMS_FILE && file->fd >= 0) {
+        /* close() is a cancellation point: a caller cancelled in cb_close
+         * would leak the descriptor. */
+        int cancel_state;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+        close(file->fd);
+        pthread_setcancelstate(cancel_state, NULL);
+    }
+    file->fd = -1;
+}
+
+/* A new description of the circuit's file: from the handle's descriptor,
+ * else by name; only if it is `file`. */
+static int open_file(const char *name, const struct cb_claim_file *file)
+{
+    int fd = file->fd >= 0 ? open_again(file->fd) : -1;
+    if (fd < 0) {
+        char path[CB_SHM_PATH_MAX];
+        cb_shm_path(path, name);
+        fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    }
     if (fd < 0)
         return -1;
     struct stat st;
@@ -171,7 +195,7 @@ int cb_claim_locks_find(const char *name, const struct cb_claim_file *file)
         if (!atomic_compare_exchange_strong_explicit(&f->state, &expected, SLOT_BUSY, memory_order_acquire,
                                                      memory_order_relaxed))
             continue;
-        int mine = open_by_name(name, file);
+        int mine = open_file(name, file);
         if (mine < 0) {
             atomic_store_explicit(&f->state, SLOT_FREE, memory_order_release);
             return 0;

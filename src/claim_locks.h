@@ -12,19 +12,25 @@
 #define CB_CLAIMS_PRIVATE 1  /* process-private segment: nothing to lock */
 #define CB_CLAIMS_FILE 2     /* locks on the file dev/ino */
 
+/* CB_CLAIMS_FILE: the file the segment was mapped from, and a descriptor
+ * of it the handle keeps until cb_close (-1: none to spare; the file is
+ * then found again by name). */
 struct cb_claim_file {
     int kind;
-    uint64_t dev, ino; /* CB_CLAIMS_FILE: the file the segment was mapped from */
+    int fd;
+    uint64_t dev, ino;
 };
 
-/* The file fd refers to, as kind CB_CLAIMS_FILE (CB_CLAIMS_NONE if fstat
- * fails). Opens nothing: locks are looked up at the first claim. */
+/* The file fd refers to, as kind CB_CLAIMS_FILE with a duplicate of fd
+ * (CB_CLAIMS_NONE if fstat fails). Locks are looked up at the first claim. */
 void cb_claim_file_of(int fd, struct cb_claim_file *out);
+/* Close what cb_claim_file_of kept (cb_close). */
+void cb_claim_file_close(struct cb_claim_file *file);
 
 /* A reference (> 0) to this process's own open file description of the
- * circuit file `file` (found again by name, and only if the name still
- * leads to that very file), kept until the process exits; 0 when none can
- * be had (table full, few descriptors left, name removed or replaced). */
+ * circuit file `file` (opened again from file->fd through /proc, or by
+ * name if the name still leads to that very file), kept until the process
+ * exits; 0 when none can be had (table full, few descriptors left). */
 int cb_claim_locks_find(const char *name, const struct cb_claim_file *file);
 
 /* 1 if this process holds the lock on stripe s of ref's file (taken now

@@ -346,7 +346,7 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     struct cb_segment *seg = NULL;
     uint32_t mode = 0;
-    struct cb_claim_file claim_file = {CB_CLAIMS_NONE, 0, 0};
+    struct cb_claim_file claim_file = {CB_CLAIMS_NONE, -1, 0, 0};
     rc = attach_or_create(name, may_create ? &resolved : NULL, flags, &seg, &mode, &claim_file);
     pthread_setcancelstate(cancel_state, NULL);
     if (rc < 0)
@@ -354,6 +354,7 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     cb_breaker *b = calloc(1, sizeof *b);
     if (!b) {
         munmap(seg, CB_SEGMENT_SIZE);
+        cb_claim_file_close(&claim_file);
         return -ENOMEM;
     }
     cb_handle_fill(b, seg, name, mode);
@@ -381,6 +382,7 @@ void cb_close(cb_breaker *b)
     if (!b)
         return;
     munmap(b->seg, CB_SEGMENT_SIZE);
+    cb_claim_file_close(&b->claim_file);
     free(b);
 }
 

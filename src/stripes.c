@@ -203,7 +203,12 @@ unsigned cb_stripe_claimed(const cb_breaker *b)
         found.stripe = tls_older[i].stripe;
     } else {
         pthread_once(&atfork_once, register_atfork);
+        /* Not cancellable (open, fcntl): a claim half made, a lock file
+         * half published, would stay so. */
+        int cancel_state;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
         found.stripe = claim_in_segment(b);
+        pthread_setcancelstate(cancel_state, NULL);
         i = CB_CLAIM_CACHE - 2; /* the oldest entry makes room */
     }
     /* Move the entries before i back one and put the old front first. */
