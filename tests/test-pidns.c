@@ -21,7 +21,9 @@
  *  - a fork child never writes its parent's stripe, and does not keep its
  *    parent's claims alive after the parent exits;
  *  - without a descriptor (low RLIMIT_NOFILE) or with the process's table
- *    of circuit files full, threads add to the shared stripe: exact.
+ *    of circuit files full, threads add to the shared stripe: exact;
+ *  - a circuit whose name was removed right after opening still gets
+ *    stripes of its own.
  *
  * White-box: reads the owner words and stripe counters (src/segment.h).
  * Needs root for unshare(CLONE_NEWPID): exits 77 (skipped) otherwise.
@@ -429,6 +431,29 @@ START_TEST(test_no_descriptor_uses_shared_stripe)
 }
 END_TEST
 
+/* Opens the circuit, removes its name, then counts: still in a stripe of
+ * its own (the lock file comes from the handle's descriptor). */
+static int unlinked_after_open(void *arg)
+{
+    (void)arg;
+    cb_breaker *b = attach();
+    ck_assert_int_eq(cb_unlink(S->name), 0);
+    calls(b, 10);
+    ck_assert_uint_ne(own_stripe(b), 0);
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(b, &info), 0);
+    ck_assert_uint_eq(info.counters.successes, 10);
+    cb_close(b);
+    return 0;
+}
+
+START_TEST(test_unlinked_after_open_claims)
+{
+    setup("pidns-unlinked");
+    tl_wait_ok(tl_spawn(unlinked_after_open, NULL));
+}
+END_TEST
+
 #define MANY 140 /* more circuits than a process keeps lock files for */
 
 static int many_circuits(void *arg)
@@ -497,6 +522,7 @@ static Suite *pidns_suite(void)
     tcase_add_test(tc, test_fork_child_does_not_keep_parent_claims);
     tcase_add_test(tc, test_no_descriptor_uses_shared_stripe);
     tcase_add_test(tc, test_many_circuits_exact);
+    tcase_add_test(tc, test_unlinked_after_open_claims);
     suite_add_tcase(s, tc);
     return s;
 }
