@@ -57,6 +57,22 @@
  *  - The history (cb_info.history) is for display: an entry can be
  *    missing (its writer killed mid-entry, or recorded while the snapshot
  *    was read), never shown half-written or mixed with another one.
+ *  - Counter stripes are exact across pid namespaces (containers sharing
+ *    /dev/shm): a process holds an OFD lock (fcntl F_OFD_SETLK) on one byte
+ *    per counter stripe its threads claimed, through one descriptor per
+ *    circuit counted in that the library opens (close-on-exec) at the
+ *    first claim and keeps until the process exits; the kernel drops the
+ *    locks when the process dies, and only then may others take its
+ *    stripes over. Each handle also keeps a descriptor until cb_close.
+ *    Do not close descriptors you did not open (a close-everything loop
+ *    after cb_open): another process could then take over stripes this
+ *    one still writes, and counts would be lost. The library keeps at most
+ *    128 lock descriptors and never takes one when half of RLIMIT_NOFILE
+ *    is in use; beyond that, or without /proc (needed to reopen the file,
+ *    also in fork children) and the circuit's name, a process's threads
+ *    count in one shared stripe with atomic adds: exact, slower under
+ *    contention. A removed circuit's memory is freed once every process
+ *    that counted in it has exited.
  */
 #ifndef CBREAKER_H
 #define CBREAKER_H

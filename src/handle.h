@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cbreaker.h"
+#include "claim_locks.h"
 #include "segment.h"
 
 struct cb_breaker {
@@ -24,6 +25,9 @@ struct cb_breaker {
     uint64_t clock_tick_ms; /* added to timeouts so a probe is never early */
     uint32_t mode;          /* permission bits of the object when opened */
     char name[CB_NAME_MAX + 1];
+    /* What guards this process's stripe claims (claim_locks.h), set by
+     * the opener; zero (CB_CLAIMS_NONE): the shared stripe only. */
+    struct cb_claim_file claim_file;
 };
 
 /* Point b at a mapped, ready segment, with the default clock. */

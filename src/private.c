@@ -36,6 +36,7 @@ int cb_open_private(const char *name, const cb_config *cfg, cb_breaker **out)
     }
     cb_segment_init(seg, &resolved);
     cb_handle_fill(b, seg, name, 0);
+    b->claim_file.kind = CB_CLAIMS_PRIVATE; /* no other process writes this copy */
     *out = b;
     return CB_CREATED;
 }

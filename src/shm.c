@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "claim_locks.h"
 #include "config.h"
 #include "handle.h"
 #include "shm.h"
@@ -225,7 +226,8 @@ static int build(int fd, const cb_config *cfg, struct cb_segment **out)
 #define NO_TMPFILE 1
 
 /* Build in an O_TMPFILE file and link it in through /proc. */
-static int create_unnamed(const char *dev_path, const cb_config *cfg, struct cb_segment **out)
+static int create_unnamed(const char *dev_path, const cb_config *cfg, struct cb_segment **out,
+                          struct cb_claim_file *claim_file)
 {
     int fd = open(CB_SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) /* the kernel or the file system has no O_TMPFILE */
@@ -241,13 +243,16 @@ static int create_unnamed(const char *dev_path, const cb_config *cfg, struct cb_
             munmap(*out, CB_SEGMENT_SIZE);
         }
     }
+    if (rc == 0)
+        cb_claim_file_of(fd, claim_file);
     close(fd);
     return rc;
 }
 
 /* Build under a temporary name that cb_list does not list, link it under
  * the real name, and remove the temporary one. */
-static int create_named_temp(const char *dev_path, const cb_config *cfg, struct cb_segment **out)
+static int create_named_temp(const char *dev_path, const cb_config *cfg, struct cb_segment **out,
+                             struct cb_claim_file *claim_file)
 {
     static _Atomic unsigned serial;
     char tmp[96];
@@ -268,6 +273,8 @@ static int create_named_temp(const char *dev_path, const cb_config *cfg, struct 
         munmap(*out, CB_SEGMENT_SIZE);
     }
     unlink(tmp);
+    if (rc == 0)
+        cb_claim_file_of(fd, claim_file);
     close(fd);
     return rc;
 }
@@ -275,10 +282,11 @@ static int create_named_temp(const char *dev_path, const cb_config *cfg, struct 
 /*
  * The segment under name: CB_OPENED (an existing one, *seg mapped,
  * *mode its permission bits), CB_CREATED (ours, published), or an error.
- * cfg NULL: never create.
+ * cfg NULL: never create. *claim_file: which file it is, for the stripe
+ * claims (claim_locks.h).
  */
 static int attach_or_create(const char *name, const cb_config *cfg, uint32_t flags, struct cb_segment **seg,
-                            uint32_t *mode)
+                            uint32_t *mode, struct cb_claim_file *claim_file)
 {
     char path[CB_SHM_PATH_MAX], dev_path[sizeof CB_SHM_DIR + CB_SHM_PATH_MAX];
     cb_shm_path(path, name);
@@ -287,14 +295,16 @@ static int attach_or_create(const char *name, const cb_config *cfg, uint32_t fla
         int fd = shm_open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
         if (fd >= 0) {
             int rc = attach_existing(fd, flags, seg, mode);
+            if (rc == 0)
+                cb_claim_file_of(fd, claim_file);
             close(fd);
             return rc ? rc : CB_OPENED;
         }
         if (errno != ENOENT || !cfg)
             return cb_open_error(errno);
-        int rc = create_unnamed(dev_path, cfg, seg);
+        int rc = create_unnamed(dev_path, cfg, seg, claim_file);
         if (rc == NO_TMPFILE)
-            rc = create_named_temp(dev_path, cfg, seg);
+            rc = create_named_temp(dev_path, cfg, seg, claim_file);
         if (rc == 0) {
             *mode = cfg->mode;
             return CB_CREATED;
@@ -336,16 +346,19 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     struct cb_segment *seg = NULL;
     uint32_t mode = 0;
-    rc = attach_or_create(name, may_create ? &resolved : NULL, flags, &seg, &mode);
+    struct cb_claim_file claim_file = {CB_CLAIMS_NONE, -1, 0, 0};
+    rc = attach_or_create(name, may_create ? &resolved : NULL, flags, &seg, &mode, &claim_file);
     pthread_setcancelstate(cancel_state, NULL);
     if (rc < 0)
         return rc;
     cb_breaker *b = calloc(1, sizeof *b);
     if (!b) {
         munmap(seg, CB_SEGMENT_SIZE);
+        cb_claim_file_close(&claim_file);
         return -ENOMEM;
     }
     cb_handle_fill(b, seg, name, mode);
+    b->claim_file = claim_file; /* stripe claims lock bytes of the file (stripes.c) */
     *out = b;
     if (rc == CB_CREATED)
         return CB_CREATED;
@@ -369,6 +382,7 @@ void cb_close(cb_breaker *b)
     if (!b)
         return;
     munmap(b->seg, CB_SEGMENT_SIZE);
+    cb_claim_file_close(&b->claim_file);
     free(b);
 }
 

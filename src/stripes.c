@@ -3,17 +3,61 @@
  * summing the stripes.
  *
  * A stripe's owner word holds nonce << 44 | pid << 22 | tid of the thread
- * that claimed it, or 0 (Linux pids and tids stay below 2^22). A thread
- * claims a stripe with one CAS (0 -> itself), or takes over the stripe of
- * a thread that no longer exists (tgkill(pid, tid, 0) fails with ESRCH)
- * with one CAS from that owner; the CAS makes the claim exclusive, so only
- * the owner ever writes the stripe's counters, and the counts a dead owner
- * left are kept and continued. Claims are never given back (a thread
- * cannot know the segment is still mapped when it exits); a thread that
- * opens the same circuit again finds its own claim first. The nonce is
- * random per process, so a process that inherits a recycled pid and tid
- * never mistakes a dead thread's claim for its own; it only keeps that
- * claim from being taken over while it lives.
+ * that claimed it, or 0 (Linux pids and tids stay below 2^22). Only the
+ * owner ever writes the stripe's counters (a plain load and store), so two
+ * live threads must never own one stripe. A thread claims a stripe with
+ * one CAS on its owner word (0 -> itself), or takes over the stripe of a
+ * thread that can no longer write it with one CAS from that owner; the
+ * CAS makes the claim exclusive, and the counts a dead owner left are kept
+ * and continued. Claims are never given back (a thread cannot know the
+ * segment is still mapped when it exits); a thread that opens the same
+ * circuit again finds its own claim first.
+ *
+ * Who is gone. A pid and tid mean something only in the pid namespace
+ * they were read in: containers that share /dev/shm but not the pid
+ * namespace see each other's live threads as gone (tgkill gives ESRCH) or
+ * as some unrelated thread, and a takeover on that evidence puts two
+ * writers on one stripe and loses counts. So liveness across processes
+ * comes from the kernel instead: a process holds an OFD lock (fcntl
+ * F_OFD_SETLK, write, non-blocking) on one byte per stripe of the
+ * segment's file, at the stripe's offset, for every stripe it has claimed
+ * in, through a description of its own that it keeps until it exits
+ * (claim_locks.c). The kernel drops the locks when the process dies,
+ * whatever namespace it lived in. The protocol, for stripe s:
+ *
+ *  - A process changes s's owner word only while it holds s's lock, and
+ *    takes the lock before it looks at the word for a claim. Hence, once
+ *    this process holds the lock, no other live process owns s or can
+ *    change its word: a claim by another process is a dead one, and may
+ *    be taken over. A lock that another process holds (F_OFD_SETLK fails)
+ *    means that process lives, or is claiming s now: s is skipped.
+ *  - Threads of one process share its lock, so between them the word
+ *    decides: an owner with this process's nonce and pid is one of its own
+ *    threads, gone when tgkill(getpid(), tid, 0) gives ESRCH (own process,
+ *    own namespace: the check means what it says). The nonce is random per
+ *    process; should another process ever match it, holding the lock
+ *    proves that process dead, so a mistake can only keep s unclaimed.
+ *  - A process without a lock of its own on the file (no descriptor to be
+ *    had: thousands of circuits, a low RLIMIT_NOFILE, the circuit's name
+ *    removed or replaced before its first claim, or a fork child that
+ *    could not reopen /proc/self/fd/N) claims nothing and adds to the
+ *    shared stripe 0 with atomic adds: slower, never unsafe.
+ *  - A fork child gets descriptions of its own (claim_locks.c), holds no
+ *    locks, and forgets its claim cache and nonce: its parent's stripes
+ *    are another live process's, locked, and never written by the child.
+ *  - A private segment (cb_open_private) is this process's alone: every
+ *    claim in it not made by this process was made in a parent's copy,
+ *    whose threads never write this one, and needs no lock.
+ *  - cb_inspect claims nothing: its handle has no locks and only reads.
+ *
+ * A process keeps its locks, and so its stripes, until it exits, even
+ * after closing every handle of the circuit: a thread's claim outlives the
+ * handle it was made through, and its claim cache may hit again for a new
+ * mapping at the same address. Nothing of this is on the hot path: the
+ * locks are taken only when a thread claims. Rejected alternative:
+ * recording the pid namespace next to the owner and taking over only
+ * within one's own namespace would be safe, but stripes of processes that
+ * died in another namespace (every container restart) would leak for good.
  *
  * Each thread caches its claims in thread-local storage, most recent in
  * front (one compare on the hot path), keyed by mapping address and the
@@ -28,6 +72,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "claim_locks.h"
 #include "stripes.h"
 
 #define CB_CLAIM_CACHE 8
@@ -83,34 +128,65 @@ static uint64_t this_thread(void)
            ((uint64_t)syscall(SYS_gettid) & ID_MASK);
 }
 
-static int thread_is_gone(uint64_t owner)
+/* Whether this process holds stripe s's lock (taken now if need be);
+ * locks: a reference to the process's lock file, or -1 for a private
+ * segment. */
+static int holds_lock(int locks, unsigned s)
 {
-    pid_t pid = (pid_t)((owner >> ID_BITS) & ID_MASK), tid = (pid_t)(owner & ID_MASK);
-    return syscall(SYS_tgkill, pid, tid, 0) == -1 && errno == ESRCH;
+    return locks < 0 || cb_claim_lock(locks, s);
+}
+
+/* For an owner of a stripe whose lock this process holds: whether it can
+ * no longer write the stripe. Another process's claim is a dead one (it
+ * would hold the lock); a thread of this process is asked directly. */
+static int owner_is_gone(uint64_t owner, uint64_t me)
+{
+    if (owner >> (2 * ID_BITS) != me >> (2 * ID_BITS) || ((owner ^ me) >> ID_BITS & ID_MASK) != 0)
+        return 1;
+    pid_t tid = (pid_t)(owner & ID_MASK);
+    return syscall(SYS_tgkill, (pid_t)getpid(), tid, 0) == -1 && errno == ESRCH;
+}
+
+static uint64_t owner_of(const struct cb_segment *seg, unsigned s)
+{
+    return atomic_load_explicit(&seg->stripes[s].owner, memory_order_relaxed);
 }
 
 static int take(struct cb_segment *seg, unsigned s, uint64_t from, uint64_t me)
 {
-    /* Exactly one thread moves the owner word away from `from`. */
+    /* Exactly one thread moves the owner word away from `from`; with this
+     * process holding s's lock, all contenders are threads of this process. */
     return atomic_compare_exchange_strong_explicit(&seg->stripes[s].owner, &from, me,
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
-static unsigned claim_in_segment(struct cb_segment *seg)
+static unsigned claim_in_segment(const cb_breaker *b)
 {
+    struct cb_segment *seg = b->seg;
     uint64_t me = this_thread();
     unsigned first = 1u + (unsigned)(me % (CB_STRIPES - 1u)), s;
+    int locks = -1;
+    if (b->claim_file.kind == CB_CLAIMS_FILE)
+        locks = cb_claim_locks_find(b->name, &b->claim_file);
+    else if (b->claim_file.kind != CB_CLAIMS_PRIVATE)
+        locks = 0;
+    if (locks == 0)
+        return CB_SHARED_STRIPE;
+    /* Each test reads the word again after the lock is held: before, a
+     * process that has since died may have changed it. */
     for (s = 1; s < CB_STRIPES; s++)
-        if (atomic_load_explicit(&seg->stripes[s].owner, memory_order_relaxed) == me)
+        if (owner_of(seg, s) == me && holds_lock(locks, s) && owner_of(seg, s) == me)
             return s;
     for (unsigned i = 0; i < CB_STRIPES - 1u; i++) {
         s = 1u + (first - 1u + i) % (CB_STRIPES - 1u);
-        if (take(seg, s, 0, me))
+        if (owner_of(seg, s) == 0 && holds_lock(locks, s) && take(seg, s, 0, me))
             return s;
     }
     for (s = 1; s < CB_STRIPES; s++) {
-        uint64_t owner = atomic_load_explicit(&seg->stripes[s].owner, memory_order_relaxed);
-        if (owner != 0 && thread_is_gone(owner) && take(seg, s, owner, me))
+        if (owner_of(seg, s) == 0 || !holds_lock(locks, s))
+            continue;
+        uint64_t owner = owner_of(seg, s);
+        if (owner != 0 && owner_is_gone(owner, me) && take(seg, s, owner, me))
             return s;
     }
     return CB_SHARED_STRIPE;
@@ -127,7 +203,12 @@ unsigned cb_stripe_claimed(const cb_breaker *b)
         found.stripe = tls_older[i].stripe;
     } else {
         pthread_once(&atfork_once, register_atfork);
-        found.stripe = claim_in_segment(b->seg);
+        /* Not cancellable (open, fcntl): a claim half made, a lock file
+         * half published, would stay so. */
+        int cancel_state;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+        found.stripe = claim_in_segment(b);
+        pthread_setcancelstate(cancel_state, NULL);
         i = CB_CLAIM_CACHE - 2; /* the oldest entry makes room */
     }
     /* Move the entries before i back one and put the old front first. */
