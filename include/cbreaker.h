@@ -39,7 +39,8 @@
  *    cb_attach use an existing segment only if it is owned by the caller's
  *    euid or root (or, with CB_OPEN_TRUST_GROUP, by a user whose segment's
  *    group is one of the caller's) and is not writable by others; else
- *    CB_EOWNER, before reading it. So a local user who creates a name
+ *    CB_EOWNER, before reading it (also for a segment with a second name:
+ *    a hard link would alias two circuits). So a local user who creates a name
  *    first (a squatter) cannot capture another user's circuit. What
  *    remains: a user the mode lets write the segment (its owner and group)
  *    can trip or wedge the circuit, or truncate the segment so that the
@@ -255,7 +256,8 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  * point (cancellation is deferred until it returns).
  *
  * Returns CB_OPENED, CB_CREATED or CB_CONFIG_UPDATED and sets *out; or
- *   -EINVAL      out or name NULL, cfg->mode has bits beyond 0777, or
+ *   -EINVAL      out or name NULL, cfg->mode has bits beyond 0777 or
+ *                lets others write (0002: every opener would refuse it), or
  *                cfg->flags has bits this library does not know
  *   CB_ENAME     name empty, longer than CB_NAME_MAX or with a bad char
  *   -EACCES      no permission to open the segment read-write

@@ -77,7 +77,9 @@ int cb_resolve_config(const cb_config *in, cb_config *out)
     static const cb_config none;
     if (!in)
         in = &none;
-    if ((in->mode & ~0777u) || (in->flags & ~CB_OPEN_KNOWN_FLAGS))
+    /* A segment others may write would be refused by every opener but its
+     * creator (CB_EOWNER) and trusted by none: refuse to make one. */
+    if ((in->mode & ~0777u) || (in->mode & 0002u) || (in->flags & ~CB_OPEN_KNOWN_FLAGS))
         return -EINVAL;
     out->failure_threshold = in->failure_threshold ? in->failure_threshold : CB_DEFAULT_FAILURE_THRESHOLD;
     out->reset_timeout_ms = in->reset_timeout_ms ? in->reset_timeout_ms : CB_DEFAULT_RESET_TIMEOUT_MS;

@@ -161,6 +161,11 @@ static int check_owner(const struct stat *st, uint32_t flags)
 {
     if (st->st_mode & S_IWOTH)
         return CB_EOWNER;
+    /* A second name for the file: someone allowed to write one circuit
+     * hard-linked it under another circuit's name (ours are published
+     * with one link), to make that circuit theirs. */
+    if (st->st_nlink != 1)
+        return CB_EOWNER;
     if (st->st_uid == geteuid() || st->st_uid == 0)
         return 0;
     if ((flags & CB_OPEN_TRUST_GROUP) && in_my_groups(st->st_gid))
@@ -206,6 +211,12 @@ static int build(int fd, const cb_config *cfg, struct cb_segment **out)
 {
     if (ftruncate(fd, (off_t)CB_SEGMENT_SIZE) != 0)
         return -errno;
+    /* tmpfs gives a page only when it is first written: on a full /dev/shm
+     * (any local user can fill it) that write would fault with SIGBUS.
+     * Take every page now, while a full file system is still an error. */
+    int err = posix_fallocate(fd, 0, (off_t)CB_SEGMENT_SIZE);
+    if (err)
+        return -err;
     void *map = mmap(NULL, CB_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED)
         return -errno;
@@ -267,12 +278,18 @@ static int create_named_temp(const char *dev_path, const cb_config *cfg, struct 
     if (fd < 0)
         return -EAGAIN;
     int rc = build(fd, cfg, out);
-    /* link, like linkat above, never replaces a name. */
-    if (rc == 0 && link(tmp, dev_path) != 0) {
-        rc = -errno;
-        munmap(*out, CB_SEGMENT_SIZE);
+    /* Never replaces a name, like linkat above, and leaves the file one
+     * link (attach refuses a second: see check_owner). link + unlink only
+     * where the file system has no RENAME_NOREPLACE. */
+    if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, dev_path, RENAME_NOREPLACE) != 0) {
+        if (errno == EINVAL && link(tmp, dev_path) == 0)
+            rc = 0;
+        else
+            rc = -errno;
+        if (rc)
+            munmap(*out, CB_SEGMENT_SIZE);
     }
-    unlink(tmp);
+    unlink(tmp); /* gone already when renamed */
     if (rc == 0)
         cb_claim_file_of(fd, claim_file);
     close(fd);

@@ -11,7 +11,8 @@
  *              removes the name (twice: -ENOENT) and open handles go on
  *              working on the unlinked segment.
  *   mode       new segments are 0600 (or cfg.mode) whatever the umask; bits
- *              beyond 0777 are -EINVAL; the mode of an existing segment is
+ *              beyond 0777, or others-write (0002: a segment every opener
+ *              would refuse), are -EINVAL; the mode of an existing segment is
  *              never changed by a reopen.
  *   access     as root, a child running as nobody gets -EACCES from cb_open,
  *              cb_attach and cb_unlink on a root-owned segment it may not
@@ -276,13 +277,19 @@ static unsigned char *image(unsigned char fill, uint64_t ready)
     return img;
 }
 
-/* A valid segment made by the library, closed again. */
+/* A valid segment made by the library, closed again. A mode others may
+ * write, which the library refuses to create, is set afterwards (what a
+ * careless or hostile owner's chmod does). */
 static void make_valid(const char *name, const cb_config *cfg)
 {
+    cb_config safe = cfg ? *cfg : (cb_config){0};
+    safe.mode &= ~0002u;
     cb_breaker *b = NULL;
-    int rc = cb_open(name, cfg, &b);
+    int rc = cb_open(name, cfg ? &safe : NULL, &b);
     ck_assert_msg(rc == CB_CREATED, "cb_open(%s) = %d (%s), want CB_CREATED", name, rc, cb_strerror(rc));
     cb_close(b);
+    if (cfg && cfg->mode != safe.mode)
+        ck_assert_int_eq(chmod(dev_path(name), (mode_t)cfg->mode), 0);
 }
 
 /* The frozen prefix of a segment the library initialized. */
@@ -705,11 +712,11 @@ END_TEST
 START_TEST(test_mode_explicit)
 {
     cb_config c0640 = {0, 0, 0, 0640, 0};
-    cb_config c0666 = {0, 0, 0, 0666, 0};
+    cb_config c0664 = {0, 0, 0, 0664, 0};
     cb_config c0400 = {0, 0, 0, 0400, 0};
     assert_created_mode("m0640u077", 077, &c0640, 0640);
     assert_created_mode("m0640u000", 0, &c0640, 0640);
-    assert_created_mode("m0666u022", 022, &c0666, 0666);
+    assert_created_mode("m0664u022", 022, &c0664, 0664);
     assert_created_mode("m0400u000", 0, &c0400, 0400);
 
     /* cfg.mode applies only to a new segment: a reopen leaves it alone. */
@@ -727,7 +734,8 @@ END_TEST
 
 START_TEST(test_mode_invalid)
 {
-    static const uint32_t bad[] = {01000, 02000, 04000, 0100000, 0100600, 01777, 0xffffffffu};
+    static const uint32_t bad[] = {01000, 02000, 04000, 0100000, 0100600, 01777, 0xffffffffu,
+                                   0666, 0602, 0002, 0777}; /* others may write */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *name = unique_name("badmode");
         cb_config cfg = {0, 0, 0, bad[i], 0};
@@ -2043,7 +2051,7 @@ static int make_as(void *argp)
     const struct as_user_arg *arg = argp;
     if (become(arg->id) != 0)
         return 90;
-    cb_config cfg = {7, 1234, 0, arg->mode, 0};
+    cb_config cfg = {7, 1234, 0, arg->mode & ~0002u, 0};
     cb_breaker *b = NULL;
     int rc = cb_open(arg->name, &cfg, &b);
     if (rc != CB_CREATED) {
@@ -2051,7 +2059,8 @@ static int make_as(void *argp)
         return 1;
     }
     cb_close(b);
-    return 0;
+    /* others-write is refused by cb_open: a squatter chmods it after */
+    return cfg.mode != arg->mode && chmod(dev_path(arg->name), (mode_t)arg->mode) != 0 ? 2 : 0;
 }
 
 /* As id: cb_open (NULL and a cfg with flags) give want, and so does
@@ -2172,6 +2181,66 @@ START_TEST(test_owner_world_writable)
     run_as(open_as, &user_b, name, 0, CB_OPEN_TRUST_GROUP, CB_EOWNER);
     run_as(open_as, &user_b_egid, name, 0, CB_OPEN_TRUST_GROUP, CB_EOWNER);
     ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* A second name for a trusted segment (a user allowed to write circuit A
+ * hard-links it under B's name): B would be A. Refused under both names;
+ * before, cb_open(B) attached to A and replaced A's config. */
+START_TEST(test_owner_hard_link)
+{
+    if (skip_unless_root("test_owner_hard_link"))
+        return;
+    const char *a = unique_name("linkA");
+    const char *b = unique_name("linkB");
+    cb_config cfg = {7, 1234, 0, 0660, 0};
+    make_valid(a, &cfg);
+    char path_a[PATH_MAX];
+    snprintf(path_a, sizeof path_a, "%s", dev_path(a));
+    ck_assert_int_eq(link(path_a, dev_path(b)), 0);
+    assert_rejected(b, CB_EOWNER, "a hard link to another circuit");
+    assert_rejected(a, CB_EOWNER, "a circuit with a second name");
+    cb_info info;
+    ck_assert_int_eq(cb_inspect(a, &info), 0);
+    ck_assert_uint_eq(info.config.failure_threshold, 7); /* config untouched */
+    ck_assert_int_eq(cb_unlink(b), 0);
+    cb_breaker *h = NULL; /* one name again: trusted again */
+    ck_assert_int_eq(cb_open(a, &cfg, &h), CB_OPENED);
+    cb_close(h);
+    ck_assert_int_eq(cb_unlink(a), 0);
+}
+END_TEST
+
+/* In a mount namespace of its own, /dev/shm is a 16 KiB tmpfs, nearly
+ * full: creating a circuit is -ENOSPC. Before, ftruncate succeeded (tmpfs
+ * reserves nothing) and the first write to the mapping raised SIGBUS. */
+static int create_on_full_shm(void *unused)
+{
+    (void)unused;
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("cbtest", CB_SHM_DIR, "tmpfs", 0, "size=16k") != 0) {
+        fprintf(stderr, "create_on_full_shm: %s\n", strerror(errno));
+        return 70;
+    }
+    int fd = open(CB_SHM_DIR "/filler", O_RDWR | O_CREAT, 0600);
+    static char page[8192];
+    if (fd < 0 || write(fd, page, sizeof page) != (ssize_t)sizeof page)
+        return 71;
+    close(fd);
+    cb_breaker *b = NULL;
+    int rc = cb_open("full", NULL, &b);
+    if (rc != -ENOSPC) {
+        fprintf(stderr, "create_on_full_shm: cb_open = %d (%s), want -ENOSPC\n", rc, cb_strerror(rc));
+        return 1;
+    }
+    return access(CB_SHM_DIR "/cbreaker.full", F_OK) == 0 ? 2 : 0; /* nothing published */
+}
+
+START_TEST(test_create_on_full_shm)
+{
+    if (skip_unless_root("test_create_on_full_shm"))
+        return;
+    tl_wait_ok(tl_spawn(create_on_full_shm, NULL));
 }
 END_TEST
 
@@ -2499,6 +2568,8 @@ static Suite *segment_suite(void)
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_owner_squatter);
     tcase_add_test(tc, test_owner_world_writable);
+    tcase_add_test(tc, test_owner_hard_link);
+    tcase_add_test(tc, test_create_on_full_shm);
     tcase_add_test(tc, test_owner_nginx_pattern);
     tcase_add_test(tc, test_owner_trust_group);
     tcase_add_test(tc, test_owner_flags_unknown);

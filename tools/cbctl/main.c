@@ -193,8 +193,8 @@ static int parse_options(int argc, char **argv, struct options *o, unsigned *giv
             note_group(given, O_CREATE, spelling);
             break;
         case OPT_MODE:
-            if (parse_uint(optarg, 8, 0777, &o->cfg.mode))
-                return usage_error("--mode: '%s' is not an octal mode from 1 to 0777", optarg);
+            if (parse_uint(optarg, 8, 0777, &o->cfg.mode) || (o->cfg.mode & 0002))
+                return usage_error("--mode: '%s' is not an octal mode from 1 to 0775 that others may not write", optarg);
             o->mode_set = 1;
             note_group(given, O_CREATE, spelling);
             break;
