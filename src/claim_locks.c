@@ -3,9 +3,10 @@
  * in: one open file description (OFD) per circuit file, and which stripe
  * bytes it holds a lock on (the protocol that uses them: stripes.c).
  *
- * An entry is made at a thread's first claim in a circuit the process has
- * no entry for (handles only opened and never counted through, as cbctl's,
- * take none), by opening /proc/self/fd/N of a descriptor the handle keeps
+ * An entry is made when cb_open returns a handle (before a pre-fork
+ * server's workers can drop the privileges a reopen needs), or at a
+ * thread's first claim in a circuit the process has no entry for (a
+ * cb_attach handle, as cbctl's, takes none until it counts), by opening /proc/self/fd/N of a descriptor the handle keeps
  * until cb_close, or, if the handle has none (few to spare), the circuit's
  * name again, used only if it still leads to the very file the handle
  * mapped (device and inode); otherwise the threads use the shared stripe.

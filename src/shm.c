@@ -376,6 +376,13 @@ static int open_circuit(const char *name, const cb_config *cfg, int may_create, 
     }
     cb_handle_fill(b, seg, name, mode);
     b->claim_file = claim_file; /* stripe claims lock bytes of the file (stripes.c) */
+    /* A server's handle gets its lock file now, not at its first claim:
+     * pre-fork workers often drop privileges after fork (nginx: root
+     * master, nobody workers, a 0600 circuit), and the fork handler
+     * reopens the entry for the child while it may still; a worker's own
+     * reopen would be refused, and it would count in the shared stripe. */
+    if (may_create)
+        cb_claim_locks_find(name, &b->claim_file);
     *out = b;
     if (rc == CB_CREATED)
         return CB_CREATED;

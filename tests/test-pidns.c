@@ -30,6 +30,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -447,6 +448,38 @@ static int unlinked_after_open(void *arg)
     return 0;
 }
 
+/* The nginx pattern: a root master opens a 0600 circuit, forks, and the
+ * worker drops to nobody before it counts. It still gets a stripe of its
+ * own (before: every call an atomic add to the shared stripe 0). */
+static int worker_after_setuid(void *arg)
+{
+    cb_breaker *b = arg;
+    if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+        return 90;
+    calls(b, 1000);
+    if (own_stripe(b) == 0) {
+        fprintf(stderr, "worker_after_setuid: no stripe of its own\n");
+        return 1;
+    }
+    return 0;
+}
+
+START_TEST(test_worker_dropping_privileges_claims)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_worker_dropping_privileges_claims: skipped (needs root)\n");
+        return;
+    }
+    setup("pidns-setuid");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(S->name, NULL, &b), CB_OPENED);
+    uint64_t shared_before = shared_stripe_successes();
+    tl_wait_ok(tl_spawn(worker_after_setuid, b));
+    ck_assert_uint_eq(shared_stripe_successes(), shared_before);
+    cb_close(b);
+}
+END_TEST
+
 START_TEST(test_unlinked_after_open_claims)
 {
     setup("pidns-unlinked");
@@ -523,6 +556,7 @@ static Suite *pidns_suite(void)
     tcase_add_test(tc, test_no_descriptor_uses_shared_stripe);
     tcase_add_test(tc, test_many_circuits_exact);
     tcase_add_test(tc, test_unlinked_after_open_claims);
+    tcase_add_test(tc, test_worker_dropping_privileges_claims);
     suite_add_tcase(s, tc);
     return s;
 }
