@@ -61,6 +61,24 @@ def test_seconds_to_ms(given, ms):
     assert _config.to_c({"reset_timeout": given}) == {"reset_timeout_ms": ms}
 
 
+def test_flags_keep_config_and_refuse_what_others_may_write(names):
+    name = names()
+    CircuitBreaker(10, 5.0, name=name)
+    # OPEN_KEEP_CONFIG: attach to the existing circuit without replacing its config
+    kept = CircuitBreaker(name=name, flags=cbreaker.OPEN_KEEP_CONFIG)
+    assert kept.info()["config"]["failure_threshold"] == 10
+    assert "flags" not in kept.info()["config"]  # how to open, not stored
+    CircuitBreaker(name=name)  # without it, the reference's defaults replace it
+    assert kept.info()["config"]["failure_threshold"] == 3
+    for bad in (4, -1):
+        with pytest.raises(ValueError, match="flags"):
+            CircuitBreaker(name=names(), flags=bad)
+    fresh = names()
+    with pytest.raises(ValueError, match="others may not write"):
+        CircuitBreaker(name=fresh, mode=0o666)
+    assert not os.path.exists(f"/dev/shm/cbreaker.{fresh}")
+
+
 def test_config_round_trip(names):
     b = CircuitBreaker(5, 2.5, name=names(), probe_timeout=0.75, mode=0o640)
     assert b.config == {"failure_threshold": 5, "reset_timeout": 2.5, "probe_timeout": 0.75, "mode": 0o640}
@@ -202,3 +220,24 @@ def test_threads_share_a_breaker(make_breaker):
         t.join()
     counters = b.info()["counters"]
     assert errors == [] and counters["allowed"] == counters["successes"] == 8000
+
+
+def test_decorator_guards_async_callable_objects(names):
+    import asyncio
+
+    class Lookup:
+        async def __call__(self):
+            raise ConnectionError("down")
+
+    b = CircuitBreaker(2, 60.0, name=names())
+    guarded = b(Lookup())
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            asyncio.run(guarded())
+    assert b.state == "OPEN"
+
+    async def stream():
+        yield 1
+
+    with pytest.raises(TypeError, match="async generator"):
+        b(stream)

@@ -23,12 +23,19 @@ from typing import Any, Dict, List
 
 from . import _cbreaker
 from ._breaker import CircuitBreaker
+
+# flags= of CircuitBreaker (cb_config.flags): also trust a circuit owned by
+# another user of one of our groups; attach without replacing its config.
+OPEN_TRUST_GROUP: int = _cbreaker.OPEN_TRUST_GROUP
+OPEN_KEEP_CONFIG: int = _cbreaker.OPEN_KEEP_CONFIG
 from ._errors import CircuitBreakerError, CircuitBreakerOpenException, SegmentError
 
 __all__ = [
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerOpenException",
+    "OPEN_KEEP_CONFIG",
+    "OPEN_TRUST_GROUP",
     "SegmentError",
     "inspect",
     "library_version",

@@ -153,10 +153,15 @@ class CircuitBreaker:
         return self._handle.call_sync(func, *args, **kwargs)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """@breaker: guard every call of a sync or an async function."""
+        """@breaker: guard every call of a sync or an async function (an
+        `async def` function, or an object whose __call__ is one). A sync
+        function that returns an awaitable is guarded as sync: its outcome
+        is known only when awaited, so decorate the coroutine function."""
         if not callable(func):
             raise TypeError(f"@CircuitBreaker decorates a function, not {type(func).__name__}")
-        if inspect.iscoroutinefunction(func):
+        if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(getattr(func, "__call__", None)):
+            raise TypeError("@CircuitBreaker cannot guard an async generator: its calls have no single outcome")
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
 
             @functools.wraps(func)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:

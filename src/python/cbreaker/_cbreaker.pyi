@@ -4,6 +4,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 CONFIG_FIELDS: Tuple[Tuple[str, str, str], ...]
 NAME_MAX: int
 FOREIGN_OWNER_CODE: int  # CB_EOWNER
+OPEN_TRUST_GROUP: int
+OPEN_KEEP_CONFIG: int
 
 class Permit:
     is_probe: bool

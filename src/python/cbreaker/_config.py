@@ -55,8 +55,17 @@ def _count(keyword: str, value: Any) -> int:
 
 def _mode(keyword: str, value: Any) -> int:
     n = _integer(keyword, value)
-    if not 1 <= n <= 0o777:
-        raise ValueError(f"{keyword} must be permission bits in 0o001..0o777, not {n:#o}")
+    if not 1 <= n <= 0o777 or n & 0o002:
+        raise ValueError(f"{keyword} must be permission bits in 0o001..0o777 that others may not write "
+                         f"(every other opener refuses such a segment), not {n:#o}")
+    return n
+
+
+def _flags(keyword: str, value: Any) -> int:
+    n = _integer(keyword, value)
+    known = _cbreaker.OPEN_TRUST_GROUP | _cbreaker.OPEN_KEEP_CONFIG
+    if n & ~known or n < 0:
+        raise ValueError(f"{keyword} must combine cbreaker.OPEN_TRUST_GROUP and OPEN_KEEP_CONFIG, not {n}")
     return n
 
 
@@ -78,7 +87,7 @@ def _seconds_to_ms(keyword: str, value: Any) -> int:
     return max(1, min(UINT32_MAX, round(seconds * 1000)))
 
 
-_CONVERT: Dict[str, Callable[[str, Any], int]] = {"ms": _seconds_to_ms, "mode": _mode}
+_CONVERT: Dict[str, Callable[[str, Any], int]] = {"ms": _seconds_to_ms, "mode": _mode, "flags": _flags}
 
 FIELDS = tuple(Field(_keyword(c, unit), c, unit, doc) for c, unit, doc in _cbreaker.CONFIG_FIELDS)
 _BY_KEYWORD = {f.keyword: f for f in FIELDS}

@@ -6,7 +6,8 @@
  * the signature and docstring help() shows, info()["config"]) is derived
  * from it, here and in cbreaker/_config.py. A new cb_config field is one
  * more row. Units: "ms" fields are keywords in seconds without the _ms
- * suffix; "count" fields are positive ints; "mode" is permission bits.
+ * suffix; "count" fields are positive ints; "mode" is permission bits;
+ * "flags" are how to open (CB_OPEN_*), not stored: info() leaves them out.
  * Every field is a uint32_t, zero meaning the library's default.
  */
 #include <stddef.h>
@@ -31,6 +32,7 @@ static const struct config_field fields[] = {
     FIELD(reset_timeout_ms, "ms", "time OPEN before one probe may go (library default 60 s)"),
     FIELD(probe_timeout_ms, "ms", "lease of a probe that is never reported (default: reset_timeout)"),
     FIELD(mode, "mode", "permission bits of a segment created here (default 0o600)"),
+    FIELD(flags, "flags", "cbreaker.OPEN_TRUST_GROUP | cbreaker.OPEN_KEEP_CONFIG (default 0)"),
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
@@ -92,6 +94,8 @@ PyObject *config_to_dict(const cb_config *cfg)
 {
     PyObject *d = PyDict_New();
     for (size_t i = 0; d && i < NFIELDS; i++) {
+        if (strcmp(fields[i].unit, "flags") == 0)
+            continue;
         uint32_t raw = *(const uint32_t *)((const char *)cfg + fields[i].offset);
         char octal[16];
         snprintf(octal, sizeof octal, "%04o", (unsigned)raw); /* as cbctl prints a mode */

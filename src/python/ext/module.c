@@ -148,7 +148,9 @@ static int module_exec(PyObject *m)
         Py_XDECREF(fields);
         return -1;
     }
-    if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CB_EOWNER) < 0)
+    if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CB_EOWNER) < 0 ||
+        PyModule_AddIntConstant(m, "OPEN_TRUST_GROUP", CB_OPEN_TRUST_GROUP) < 0 ||
+        PyModule_AddIntConstant(m, "OPEN_KEEP_CONFIG", CB_OPEN_KEEP_CONFIG) < 0)
         return -1;
     return PyModule_AddIntConstant(m, "NAME_MAX", CB_NAME_MAX);
 }
