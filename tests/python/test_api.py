@@ -241,3 +241,25 @@ def test_decorator_guards_async_callable_objects(names):
 
     with pytest.raises(TypeError, match="async generator"):
         b(stream)
+
+
+def test_open_exception_raised_by_reference_code():
+    exc = CircuitBreakerOpenException("Circuit breaker is OPEN")
+    assert str(exc) == "Circuit breaker is OPEN"
+    assert (exc.name, exc.state, exc.retry_after) == (None, "OPEN", 0.0)
+
+
+def test_logger_adapter_keeps_the_record_attributes(names):
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    base = logging.getLogger("cbreaker.test.adapter")
+    base.addHandler(Keep())
+    base.setLevel(logging.INFO)
+    b = CircuitBreaker(1, 60.0, name=names(), logger=logging.LoggerAdapter(base, {"app": "router"}))
+    b.trip()
+    assert [r.getMessage() for r in records] == ["circuit_breaker_opened"]
+    assert (records[0].circuit, records[0].to_state, records[0].app) == (b.name, "OPEN", "router")

@@ -14,7 +14,7 @@ circuit). Messages are the library's (cb_strerror).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 
 class CircuitBreakerError(Exception):
@@ -33,23 +33,29 @@ class CircuitBreakerOpenException(CircuitBreakerError):
     """
 
     # Raised on every rejection, the hot path of an outage: no __init__ of
-    # our own (BaseException's, in C, keeps the arguments); the attributes
-    # read them back.
-    args: Tuple[Optional[str], str, float]
+    # our own (BaseException's, in C, keeps the arguments (name, state,
+    # retry_after)); the attributes read them back. Code written for the
+    # reference raises it with a message only: then name is None, state
+    # 'OPEN', retry_after 0.0, and str() is the message.
+
+    def _raised_by_us(self) -> bool:
+        return len(self.args) == 3 and isinstance(self.args[1], str) and isinstance(self.args[2], float)
 
     @property
     def name(self) -> Optional[str]:
-        return self.args[0]
+        return self.args[0] if self._raised_by_us() else None
 
     @property
     def state(self) -> str:
-        return self.args[1]
+        return self.args[1] if self._raised_by_us() else "OPEN"
 
     @property
     def retry_after(self) -> float:
-        return self.args[2]
+        return self.args[2] if self._raised_by_us() else 0.0
 
     def __str__(self) -> str:
+        if not self._raised_by_us():
+            return super().__str__()
         what = "breaker" if self.name is None else f"circuit {self.name!r}"
         return f"{what} is {self.state}: retry after {self.retry_after:.3f} s"
 

@@ -25,17 +25,21 @@ def transition_logger(logger: LoggerLike, circuit: Optional[str]) -> Callable[[L
 
     def log_transitions(events: List[Event]) -> None:
         for event, from_state, to_state, reason, failures, pid, _wall_ms in events:
-            logger.log(
-                _LEVELS.get(event, logging.INFO),
-                event,
-                extra={
-                    "circuit": circuit,
-                    "from_state": from_state,
-                    "to_state": to_state,
-                    "reason": reason,
-                    "failures": failures,
-                    "pid": pid,
-                },
-            )
+            ours = {
+                "circuit": circuit,
+                "from_state": from_state,
+                "to_state": to_state,
+                "reason": reason,
+                "failures": failures,
+                "pid": pid,
+            }
+            if isinstance(logger, logging.LoggerAdapter):
+                # an adapter's process() replaces `extra` with its own:
+                # keep both, ours winning
+                msg, kwargs = logger.process(event, {})
+                kwargs["extra"] = {**(kwargs.get("extra") or {}), **ours}
+                logger.logger.log(_LEVELS.get(event, logging.INFO), msg, **kwargs)
+            else:
+                logger.log(_LEVELS.get(event, logging.INFO), event, extra=ours)
 
     return log_transitions
