@@ -35,6 +35,10 @@
  *              on stderr.
  *   call       cb_call: not called when rejected, outcomes recorded,
  *              fn NULL.
+ *   clocks     a clock read stalled before a failed CAS is not reused on
+ *              the retry (the new lease is a full probe_timeout); a stamp
+ *              ahead of the reader's clock has not elapsed (no early or
+ *              second probe).
  *   info       ms_until_probe, probe_pid, probe_lease_ms, generation;
  *              corrupt state word (white box, state 3): CB_ECORRUPT,
  *              acquire rejects, cb_reset and cb_trip return 3 and repair.
@@ -1417,6 +1421,105 @@ START_TEST(test_call)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- clocks */
+
+/* A handle's clock that, on its one armed reading, lets the world move on
+ * before the reading reaches the caller: meanwhile() runs (other handles
+ * act, the shared clock advances) and the value returned is the one read
+ * before. That is a process preempted between its clock read and the CAS
+ * that uses it. */
+struct stalling_clock {
+    struct tl_clock *clk;
+    void (*meanwhile)(struct stalling_clock *s);
+    cb_breaker *other; /* the handle meanwhile() acts through, if any */
+    uint64_t stall_ms; /* how far the shared clock moves on meanwhile */
+    int armed;
+};
+
+static uint64_t stalling_read(void *ctx)
+{
+    struct stalling_clock *s = ctx;
+    uint64_t now = tl_clock_read(s->clk);
+    if (s->armed) {
+        s->armed = 0;
+        s->meanwhile(s);
+    }
+    return now;
+}
+
+static void other_takes_and_releases_probe(struct stalling_clock *s)
+{
+    cb_permit p;
+    ck_assert_int_eq(cb_acquire(s->other, &p), CB_PROBE);
+    cb_release(s->other, &p);
+    tl_clock_advance(s->clk, s->stall_ms);
+}
+
+/* acquire_slow reads the clock again on every retry: A loads OPEN, reads
+ * the clock, and stalls; meanwhile B takes the probe and releases it and
+ * most of probe_timeout passes. A's CAS fails, A re-reads the word (a free
+ * slot) and takes the probe: its lease starts now, not at the stale
+ * reading, so it runs a full probe_timeout and C is rejected until then.
+ * (With the reading reused, A's lease has 10 ms left and C probes too.) */
+START_TEST(test_retry_reads_clock_again)
+{
+    fx a = fx_open("retryclock", 1, RESET, PROBE);
+    cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
+    cb_breaker *c = tl_open_clocked(a.name, NULL, a.clk);
+    trip_by_failures(&a);
+    advance(&a, RESET);
+    struct stalling_clock s = {a.clk, other_takes_and_releases_probe, b, PROBE - 10, 1};
+    cb_set_clock(a.b, stalling_read, &s);
+    cb_permit pa = ACQ(a.b, CB_PROBE);
+    ck_assert_msg(!s.armed, "the stall did not happen");
+    cb_info i = INFO(c);
+    ck_assert_int_eq(i.state, CB_HALF_OPEN);
+    ck_assert_uint_eq(i.generation, 4); /* trip, B's probe, B's release, A's probe */
+    ck_assert_msg(i.probe_lease_ms == PROBE, "A's lease has %llu ms left, want the full probe_timeout %u",
+                  (unsigned long long)i.probe_lease_ms, PROBE);
+    advance(&a, PROBE - 1);
+    ACQ(c, CB_REJECTED);
+    cb_success(a.b, &pa);
+    CK_STATE(c, CB_CLOSED, 0);
+    cb_close(b);
+    cb_close(c);
+    fx_done(&a);
+}
+END_TEST
+
+/* A stamp ahead of the reader's clock (clocks of two processes read at
+ * slightly different moments) has not elapsed at all: B, one ms behind A,
+ * is rejected after A's trip and sees the whole reset timeout ahead; after
+ * A takes the probe, B sees the whole lease and gets no second probe. */
+START_TEST(test_stamp_ahead_of_reader)
+{
+    cb_config cfg = {1, RESET, PROBE, 0};
+    const char *name = tl_unique_name("ahead");
+    struct tl_clock *clk_a = tl_clock_new(10000), *clk_b = tl_clock_new(9999);
+    cb_breaker *a = tl_open_clocked(name, &cfg, clk_a);
+    cb_breaker *b = tl_open_clocked(name, NULL, clk_b);
+    FAIL_N(a, 1);
+    CK_STATE(a, CB_OPEN, 0);
+    ACQ(b, CB_REJECTED);
+    ck_assert_uint_eq(INFO(b).ms_until_probe, RESET);
+
+    tl_clock_advance(clk_a, RESET);
+    tl_clock_advance(clk_b, RESET);
+    cb_permit pa = ACQ(a, CB_PROBE);
+    ACQ(b, CB_REJECTED);
+    cb_info i = INFO(b);
+    ck_assert_int_eq(i.state, CB_HALF_OPEN);
+    ck_assert_uint_eq(i.probe_lease_ms, PROBE);
+    cb_success(a, &pa);
+    CK_STATE(b, CB_CLOSED, 0);
+    cb_close(a);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    munmap(clk_a, sizeof *clk_a);
+    munmap(clk_b, sizeof *clk_b);
+}
+END_TEST
+
 /* ------------------------------------------------------------------- info */
 
 START_TEST(test_info_fields)
@@ -1605,6 +1708,11 @@ static Suite *state_machine_suite(void)
 
     tc = tcase_create("call");
     tcase_add_test(tc, test_call);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("clocks");
+    tcase_add_test(tc, test_retry_reads_clock_again);
+    tcase_add_test(tc, test_stamp_ahead_of_reader);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("info");
