@@ -1643,10 +1643,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(cbctl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = tl_run_suite(cbctl_suite());
     forget_all();
-    return failed == 0 ? 0 : 1;
+    return status;
 }

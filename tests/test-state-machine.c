@@ -1725,9 +1725,5 @@ static Suite *state_machine_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(state_machine_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tl_run_suite(state_machine_suite());
 }
