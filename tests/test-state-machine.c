@@ -1436,6 +1436,8 @@ struct stalling_clock {
     struct tl_clock *clk;
     void (*meanwhile)(struct stalling_clock *s);
     cb_breaker *other; /* the handle meanwhile() acts through, if any */
+    cb_breaker *observer; /* a handle meanwhile() looks through, if any */
+    int64_t seen_ms;      /* what meanwhile() saw through it, -1: nothing */
     uint64_t stall_ms; /* how far the shared clock moves on meanwhile */
     unsigned stalls;   /* readings still to stall */
     unsigned reads;    /* readings so far (meanwhile: this one's number) */
@@ -1461,20 +1463,32 @@ static void stall_next(cb_breaker *b, struct stalling_clock *s, unsigned stalls)
     cb_set_clock(b, stalling_read, s);
 }
 
+/* Reading 1 (before A's CAS): B takes the probe and releases it, and time
+ * moves on. Every later reading: once a lease is in the word (A's CAS has
+ * run), the observer's view of it, as any process sees it right then. */
 static void other_takes_and_releases_probe(struct stalling_clock *s)
 {
-    cb_permit p;
-    ck_assert_int_eq(cb_acquire(s->other, &p), CB_PROBE);
-    cb_release(s->other, &p);
-    tl_clock_advance(s->clk, s->stall_ms);
+    if (s->reads == 1) {
+        cb_permit p;
+        ck_assert_int_eq(cb_acquire(s->other, &p), CB_PROBE);
+        cb_release(s->other, &p);
+        tl_clock_advance(s->clk, s->stall_ms);
+        return;
+    }
+    cb_info i;
+    ck_assert_int_eq(cb_get_info(s->observer, &i), 0);
+    if (s->seen_ms < 0 && i.state == CB_HALF_OPEN && i.probe_lease_ms > 0) /* not the free slot */
+        s->seen_ms = (int64_t)i.probe_lease_ms;
 }
 
 /* acquire_slow reads the clock again on every retry: A loads OPEN, reads
  * the clock, and stalls; meanwhile B takes the probe and releases it and
  * most of probe_timeout passes. A's CAS fails, A re-reads the word (a free
  * slot) and takes the probe: its lease starts now, not at the stale
- * reading, so it runs a full probe_timeout and C is rejected until then.
- * (With the reading reused, A's lease has 10 ms left and C probes too.) */
+ * reading, so it runs a full probe_timeout, as C sees it right after A's
+ * CAS (A's next clock reading), and C is rejected until it ends. (With the
+ * reading reused, the lease A's CAS installs has 10 ms left, and only A's
+ * stamp refresh after it would hide that from later readers.) */
 START_TEST(test_retry_reads_clock_again)
 {
     fx a = fx_open("retryclock", 1, RESET, PROBE);
@@ -1482,10 +1496,13 @@ START_TEST(test_retry_reads_clock_again)
     cb_breaker *c = tl_open_clocked(a.name, NULL, a.clk);
     trip_by_failures(&a);
     advance(&a, RESET);
-    struct stalling_clock s = {a.clk, other_takes_and_releases_probe, b, PROBE - 10, 0, 0};
-    stall_next(a.b, &s, 1);
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = other_takes_and_releases_probe, .other = b,
+                               .observer = c, .seen_ms = -1, .stall_ms = PROBE - 10};
+    stall_next(a.b, &s, 3);
     cb_permit pa = ACQ(a.b, CB_PROBE);
-    ck_assert_msg(s.stalls == 0, "the stall did not happen");
+    ck_assert_msg(s.reads >= 2, "the stall did not happen");
+    ck_assert_msg(s.seen_ms == PROBE, "right after A's CAS, its lease has %lld ms left, want the full probe_timeout %u",
+                  (long long)s.seen_ms, PROBE);
     cb_info i = INFO(c);
     ck_assert_int_eq(i.state, CB_HALF_OPEN);
     ck_assert_uint_eq(i.generation, 4); /* trip, B's probe, B's release, A's probe */
@@ -1581,7 +1598,7 @@ START_TEST(test_stalled_trip_probe_not_early)
 {
     fx a = fx_open("stalltrip", 1, RESET, PROBE);
     cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
-    struct stalling_clock s = {a.clk, time_moves_on, NULL, STALL, 0, 0};
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on, .other = NULL, .stall_ms = STALL};
     cb_permit p = permit_to_trip(&a, _i);
     struct rec *r = rec_new(a.b);
     cb_set_listener(a.b, rec_listener, r);
@@ -1621,7 +1638,7 @@ START_TEST(test_stalled_grant_full_lease)
 {
     fx a = fx_open("stallgrant", 1, RESET, PROBE);
     cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
-    struct stalling_clock s = {a.clk, time_moves_on, NULL, PROBE - 10, 0, 0};
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on, .other = NULL, .stall_ms = PROBE - 10};
     trip_by_failures(&a);
     advance(&a, RESET);
     stall_next(a.b, &s, 1);
@@ -1652,7 +1669,7 @@ START_TEST(test_stamp_refresh_after_word_moved)
 {
     fx a = fx_open("stallmoved", 1, RESET, PROBE);
     cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
-    struct stalling_clock s = {a.clk, time_moves_on_then_other_resets, b, STALL, 0, 0};
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on_then_other_resets, .other = b, .stall_ms = STALL};
     cb_permit p;
     if (_i == 0) {
         p = ACQ(a.b, CB_ALLOWED);
