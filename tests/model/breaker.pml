@@ -255,6 +255,7 @@ init {
         :: st = HALF; slot_free = true
         :: st = HALF; slot_free = false /* held by a process already dead */
         fi;
+        refreshable = false; /* whatever the operator did before: not installed */
         run Worker(0); run Worker(1); run Worker(2)
     }
 }
