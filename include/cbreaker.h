@@ -30,7 +30,12 @@
  *    namespace: processes in different time namespaces must not share one.
  *  - Timeouts are kept with the coarse monotonic clock: a probe is admitted
  *    no earlier than reset_timeout after the trip and at most two clock
- *    ticks (2 x 4 ms on a HZ=250 kernel) later.
+ *    ticks (2 x 4 ms on a HZ=250 kernel) later. "After the trip" is the
+ *    moment the trip took effect, also when the tripping process was
+ *    preempted between reading the clock and tripping: it then re-stamps
+ *    the trip. Only a process stalled for longer than reset_timeout in that
+ *    window lets another process probe on its older stamp. Likewise a
+ *    probe's lease runs probe_timeout from the moment it was granted.
  *  - A permit is a value: a report empties it, so reporting it again does
  *    nothing (a copy of it, reported too, would count). A permit from an
  *    older state of the circuit (the circuit moved on while the call ran)

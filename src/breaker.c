@@ -26,6 +26,25 @@
  *  - No wedge. Time stamps live in the word, so the process that makes a
  *    transition cannot die between the transition and its time stamp. A
  *    probe holder that dies leaves a lease that expires.
+ *  - A stamp is the moment of its CAS. The clock is read before the CAS
+ *    that installs a stamp (the new word must be computed first), so a
+ *    process preempted in between would install an old stamp and the
+ *    probe (or a lease's end) would come early. After a winning CAS that
+ *    installed a trip time or a lease start, the installer reads the clock
+ *    again and, while it moved on, CASes its own word to the same state
+ *    and generation with the fresh stamp (refresh_stamp). Safe: the CAS
+ *    expects exactly the word this process installed, so it fails, and
+ *    the refresh stops, once anything else changed the word (nothing that
+ *    moved on is resurrected); keeping the generation keeps every permit
+ *    of that word valid, and a probe's permit is issued with the refreshed
+ *    word; a stamp only moves later, so no decision another process made
+ *    on the older stamp (a rejection) becomes wrong, and, read before its
+ *    CAS like every stamp, it is never newer than a reading taken after
+ *    loading the word. What remains: a process that loads the word between
+ *    the installing CAS and the refresh acts on the older stamp; it can
+ *    take a probe early only if the installer stalled for longer than the
+ *    timeout (reset_timeout, or probe_timeout for a lease) between its
+ *    clock read and its refresh.
  *
  * Memory order: every decision depends only on the word's own value, so
  * loads and CAS on it are relaxed; the probe-holder field and the history
@@ -44,6 +63,8 @@
  *   release     HALF_OPEN(g,l) of this probe    -> HALF_OPEN(g+1, FREE)
  *   reset       any(g)                          -> CLOSED(g+1, 0)
  *   trip        any(g)                          -> OPEN(g+1, now)
+ *   refresh     OPEN(g,t) / HALF_OPEN(g,l) that this process just
+ *               installed, clock moved on      -> same state (g, now)
  */
 #include <errno.h>
 #include <unistd.h>
@@ -84,6 +105,34 @@ static int cas_word(struct cb_segment *seg, uint64_t *expected, uint64_t desired
                                                    memory_order_relaxed, memory_order_relaxed);
 }
 
+/* Make the stamp of a word this process has just installed (OPEN with its
+ * trip time, or HALF_OPEN with a lease) the time of the CAS, not of the
+ * clock reading *stamp_ms taken before it: read the clock again and, while
+ * it moved on since the stamp, CAS the word to the same state and
+ * generation with the fresh stamp. "Moved on" is any change: with the
+ * coarse clock, a reading still equal to the stamp means the CAS ran
+ * within the stamp's tick, which the tick added to every timeout covers.
+ * Returns the word installed now (a probe's permit must carry it) and
+ * sets *stamp_ms to its stamp's time. */
+static uint64_t refresh_stamp(cb_breaker *b, uint64_t installed, uint64_t *stamp_ms)
+{
+    for (;;) {
+        uint64_t now = cb_clock_now(b);
+        if (sw_elapsed(now, *stamp_ms) == 0)
+            return installed;
+        uint64_t stamp = sw_state(installed) == CB_HALF_OPEN ? sw_lease_stamp(now) : now;
+        uint64_t fresh = sw_make(sw_state(installed), sw_gen(installed), stamp), expected = installed;
+        /* Model step "refresh_stamp": expects exactly the word this process
+         * installed, so it fails once anything else changed the word (the
+         * refresh resurrects nothing); same state and generation, so every
+         * permit of that word stays valid; the stamp only moves later. */
+        if (!cas_word(b->seg, &expected, fresh))
+            return installed;
+        installed = fresh;
+        *stamp_ms = now;
+    }
+}
+
 /* Everything but CLOSED: decide on the clock, maybe take the probe. */
 static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permit *permit,
                                                          uint64_t w, unsigned stripe)
@@ -121,6 +170,7 @@ static __attribute__((noinline)) cb_verdict acquire_slow(cb_breaker *b, cb_permi
         /* Model step "take_probe": the one CAS from w wins the probe; a loser
          * re-reads the word and, seeing a fresh lease, is rejected. */
         if (cas_word(seg, &w, next)) {
+            next = refresh_stamp(b, next, &now);
             atomic_store_explicit(&seg->probe_holder, sw_gen(next) << 32 | (uint32_t)getpid(),
                                   memory_order_release);
             cb_count(seg, stripe, CB_C_ALLOWED);
@@ -189,6 +239,7 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
          * re-check the generation and recount from the new value. */
         if (cas_word(seg, &w, next)) {
             if (trips) {
+                next = refresh_stamp(b, next, &now);
                 cb_count(seg, stripe, CB_C_TRIPS);
                 cb_emit(b, w, next, CB_REASON_THRESHOLD, (uint32_t)(count + 1), now);
             }
@@ -231,9 +282,11 @@ static void report_probe(cb_breaker *b, const cb_permit *p, enum report r)
         cb_count(seg, stripe, CB_C_LATE);
         return;
     }
-    cb_count(seg, stripe, counter);
-    if (reason == CB_REASON_PROBE_FAILED)
+    if (reason == CB_REASON_PROBE_FAILED) {
+        next = refresh_stamp(b, next, &now);
         cb_count(seg, stripe, CB_C_TRIPS);
+    }
+    cb_count(seg, stripe, counter);
     if (reason >= 0)
         cb_emit(b, granted, next, (cb_reason)reason, reason == CB_REASON_PROBE_FAILED, now);
 }
@@ -314,8 +367,10 @@ static int force(cb_breaker *b, cb_state to)
         /* Model steps "reset"/"trip": any word is replaced; the generation
          * bump makes every permit issued before it late. */
     } while (!cas_word(seg, &w, next));
-    if (to == CB_OPEN)
+    if (to == CB_OPEN) {
+        next = refresh_stamp(b, next, &now);
         cb_count(seg, cb_stripe_for(b), CB_C_TRIPS);
+    }
     cb_emit(b, w, next, to == CB_OPEN ? CB_REASON_TRIP : CB_REASON_RESET, 0, now);
     return (int)sw_state(w);
 }

@@ -1943,11 +1943,8 @@ int main(int argc, char **argv)
         unstage_for_nobody();
         return 2;
     }
-    SRunner *sr = srunner_create(cbctl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = tl_run_suite(cbctl_suite());
     forget_all();
     unstage_for_nobody();
-    return failed == 0 ? 0 : 1;
+    return status;
 }

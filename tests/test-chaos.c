@@ -1019,9 +1019,5 @@ int main(int argc, char **argv)
     env = getenv("CB_CHAOS_SEED");
     chaos_seed = env && *env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 20;
     chaos_seed |= 1u;
-    SRunner *sr = srunner_create(chaos_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tl_run_suite(chaos_suite());
 }

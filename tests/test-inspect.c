@@ -747,10 +747,7 @@ int main(void)
         perror("mmap");
         return 2;
     }
-    SRunner *sr = srunner_create(inspect_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = tl_run_suite(inspect_suite());
     forget_all();
-    return failed == 0 ? 0 : 1;
+    return status;
 }

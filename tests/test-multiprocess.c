@@ -1557,9 +1557,5 @@ static Suite *multiprocess_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(multiprocess_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tl_run_suite(multiprocess_suite());
 }

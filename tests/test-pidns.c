@@ -574,9 +574,5 @@ int main(void)
     const char *env = getenv("CB_PIDNS_CALLS");
     if (env && *env)
         calls_per_thread = (unsigned)strtoul(env, NULL, 10);
-    SRunner *sr = srunner_create(pidns_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tl_run_suite(pidns_suite());
 }

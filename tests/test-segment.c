@@ -2605,9 +2605,5 @@ int main(void)
         perror("mmap");
         return 2;
     }
-    SRunner *sr = srunner_create(segment_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tl_run_suite(segment_suite());
 }

@@ -35,6 +35,14 @@
  *              on stderr.
  *   call       cb_call: not called when rejected, outcomes recorded,
  *              fn NULL.
+ *   clocks     a clock read stalled before a failed CAS is not reused on
+ *              the retry (the new lease is a full probe_timeout); a stamp
+ *              ahead of the reader's clock has not elapsed (no early or
+ *              second probe); a process stalled between its clock read
+ *              and its CAS (trip by threshold, probe failure or cb_trip;
+ *              probe grant) stamps the moment of its CAS: no probe before
+ *              reset_timeout after the trip CAS, a full lease from the
+ *              grant; the refresh never touches a word that moved on.
  *   info       ms_until_probe, probe_pid, probe_lease_ms, generation;
  *              corrupt state word (white box, state 3): CB_ECORRUPT,
  *              acquire rejects, cb_reset and cb_trip return 3 and repair.
@@ -1417,6 +1425,279 @@ START_TEST(test_call)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- clocks */
+
+/* A handle's clock that lets the world move on before a reading reaches
+ * the caller: on each of its next `stalls` readings, meanwhile() runs
+ * (other handles act, the shared clock advances) and the value returned is
+ * the one read before. That is a process preempted between its clock read
+ * and the CAS that uses it. */
+struct stalling_clock {
+    struct tl_clock *clk;
+    void (*meanwhile)(struct stalling_clock *s);
+    cb_breaker *other; /* the handle meanwhile() acts through, if any */
+    cb_breaker *observer; /* a handle meanwhile() looks through, if any */
+    int64_t seen_ms;      /* what meanwhile() saw through it, -1: nothing */
+    uint64_t stall_ms; /* how far the shared clock moves on meanwhile */
+    unsigned stalls;   /* readings still to stall */
+    unsigned reads;    /* readings so far (meanwhile: this one's number) */
+};
+
+static uint64_t stalling_read(void *ctx)
+{
+    struct stalling_clock *s = ctx;
+    uint64_t now = tl_clock_read(s->clk);
+    s->reads++;
+    if (s->stalls > 0) {
+        s->stalls--;
+        s->meanwhile(s);
+    }
+    return now;
+}
+
+/* Stall the handle's next `stalls` readings with meanwhile(). */
+static void stall_next(cb_breaker *b, struct stalling_clock *s, unsigned stalls)
+{
+    s->stalls = stalls;
+    s->reads = 0;
+    cb_set_clock(b, stalling_read, s);
+}
+
+/* Reading 1 (before A's CAS): B takes the probe and releases it, and time
+ * moves on. Every later reading: once a lease is in the word (A's CAS has
+ * run), the observer's view of it, as any process sees it right then. */
+static void other_takes_and_releases_probe(struct stalling_clock *s)
+{
+    if (s->reads == 1) {
+        cb_permit p;
+        ck_assert_int_eq(cb_acquire(s->other, &p), CB_PROBE);
+        cb_release(s->other, &p);
+        tl_clock_advance(s->clk, s->stall_ms);
+        return;
+    }
+    cb_info i;
+    ck_assert_int_eq(cb_get_info(s->observer, &i), 0);
+    if (s->seen_ms < 0 && i.state == CB_HALF_OPEN && i.probe_lease_ms > 0) /* not the free slot */
+        s->seen_ms = (int64_t)i.probe_lease_ms;
+}
+
+/* acquire_slow reads the clock again on every retry: A loads OPEN, reads
+ * the clock, and stalls; meanwhile B takes the probe and releases it and
+ * most of probe_timeout passes. A's CAS fails, A re-reads the word (a free
+ * slot) and takes the probe: its lease starts now, not at the stale
+ * reading, so it runs a full probe_timeout, as C sees it right after A's
+ * CAS (A's next clock reading), and C is rejected until it ends. (With the
+ * reading reused, the lease A's CAS installs has 10 ms left, and only A's
+ * stamp refresh after it would hide that from later readers.) */
+START_TEST(test_retry_reads_clock_again)
+{
+    fx a = fx_open("retryclock", 1, RESET, PROBE);
+    cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
+    cb_breaker *c = tl_open_clocked(a.name, NULL, a.clk);
+    trip_by_failures(&a);
+    advance(&a, RESET);
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = other_takes_and_releases_probe, .other = b,
+                               .observer = c, .seen_ms = -1, .stall_ms = PROBE - 10};
+    stall_next(a.b, &s, 3);
+    cb_permit pa = ACQ(a.b, CB_PROBE);
+    ck_assert_msg(s.reads >= 2, "the stall did not happen");
+    ck_assert_msg(s.seen_ms == PROBE, "right after A's CAS, its lease has %lld ms left, want the full probe_timeout %u",
+                  (long long)s.seen_ms, PROBE);
+    cb_info i = INFO(c);
+    ck_assert_int_eq(i.state, CB_HALF_OPEN);
+    ck_assert_uint_eq(i.generation, 4); /* trip, B's probe, B's release, A's probe */
+    ck_assert_msg(i.probe_lease_ms == PROBE, "A's lease has %llu ms left, want the full probe_timeout %u",
+                  (unsigned long long)i.probe_lease_ms, PROBE);
+    advance(&a, PROBE - 1);
+    ACQ(c, CB_REJECTED);
+    cb_success(a.b, &pa);
+    CK_STATE(c, CB_CLOSED, 0);
+    cb_close(b);
+    cb_close(c);
+    fx_done(&a);
+}
+END_TEST
+
+/* A stamp ahead of the reader's clock (clocks of two processes read at
+ * slightly different moments) has not elapsed at all: B, one ms behind A,
+ * is rejected after A's trip and sees the whole reset timeout ahead; after
+ * A takes the probe, B sees the whole lease and gets no second probe. */
+START_TEST(test_stamp_ahead_of_reader)
+{
+    cb_config cfg = {.failure_threshold = 1, .reset_timeout_ms = RESET, .probe_timeout_ms = PROBE};
+    const char *name = tl_unique_name("ahead");
+    struct tl_clock *clk_a = tl_clock_new(10000), *clk_b = tl_clock_new(9999);
+    cb_breaker *a = tl_open_clocked(name, &cfg, clk_a);
+    cb_breaker *b = tl_open_clocked(name, NULL, clk_b);
+    FAIL_N(a, 1);
+    CK_STATE(a, CB_OPEN, 0);
+    ACQ(b, CB_REJECTED);
+    ck_assert_uint_eq(INFO(b).ms_until_probe, RESET);
+
+    tl_clock_advance(clk_a, RESET);
+    tl_clock_advance(clk_b, RESET);
+    cb_permit pa = ACQ(a, CB_PROBE);
+    ACQ(b, CB_REJECTED);
+    cb_info i = INFO(b);
+    ck_assert_int_eq(i.state, CB_HALF_OPEN);
+    ck_assert_uint_eq(i.probe_lease_ms, PROBE);
+    cb_success(a, &pa);
+    CK_STATE(b, CB_CLOSED, 0);
+    cb_close(a);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+    munmap(clk_a, sizeof *clk_a);
+    munmap(clk_b, sizeof *clk_b);
+}
+END_TEST
+
+static void time_moves_on(struct stalling_clock *s) { tl_clock_advance(s->clk, s->stall_ms); }
+
+/* Reading 1 (before the CAS) stalls; during reading 2 (the installer's
+ * re-read after its CAS) the other handle resets the circuit. */
+static void time_moves_on_then_other_resets(struct stalling_clock *s)
+{
+    if (s->reads == 1)
+        tl_clock_advance(s->clk, s->stall_ms);
+    else
+        ck_assert_int_ge(cb_reset(s->other), 0);
+}
+
+#define STALL 300u /* ms a process stalls between its clock read and its CAS */
+
+/* Ways to trip, for table-driven tests. */
+enum { TRIP_THRESHOLD, TRIP_PROBE_FAILED, TRIP_OPERATOR, TRIP_KINDS };
+static const char *const trip_names[TRIP_KINDS] = {"threshold", "probe failure", "cb_trip"};
+
+/* A permit to trip with: a call permit (CLOSED) or the probe. */
+static cb_permit permit_to_trip(fx *f, int how)
+{
+    if (how != TRIP_PROBE_FAILED)
+        return ACQ(f->b, CB_ALLOWED);
+    trip_by_failures(f);
+    advance(f, RESET);
+    return ACQ(f->b, CB_PROBE);
+}
+
+static void trip_now(fx *f, cb_permit *p, int how)
+{
+    if (how == TRIP_OPERATOR) {
+        ck_assert_int_ge(cb_trip(f->b), 0);
+        cb_release(f->b, p); /* late: the trip made it stale */
+    } else {
+        cb_failure(f->b, p);
+    }
+}
+
+/* The trip's stamp is the moment of the CAS that tripped, not the clock
+ * reading before it: A reads the clock, stalls STALL ms, then trips (by
+ * threshold, by its probe failing, by cb_trip). B must be rejected until
+ * reset_timeout after the trip CAS, and the trip's event carries that
+ * moment. (Stamped with the reading, the probe came STALL ms early.) */
+START_TEST(test_stalled_trip_probe_not_early)
+{
+    fx a = fx_open("stalltrip", 1, RESET, PROBE);
+    cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on, .other = NULL, .stall_ms = STALL};
+    cb_permit p = permit_to_trip(&a, _i);
+    struct rec *r = rec_new(a.b);
+    cb_set_listener(a.b, rec_listener, r);
+    stall_next(a.b, &s, 1);
+    trip_now(&a, &p, _i);
+    ck_assert_msg(s.stalls == 0, "%s: the stall did not happen", trip_names[_i]);
+    uint64_t tripped = now_of(&a); /* the clock when the trip CAS ran */
+    CK_STATE(b, CB_OPEN, 0);
+    cb_permit q;
+    for (uint64_t since = 0; since < RESET; since += STALL / 2) {
+        advance(&a, tripped + since - now_of(&a));
+        ck_assert_msg(cb_acquire(b, &q) == CB_REJECTED, "%s: a probe %llu ms after the trip CAS, reset_timeout %u",
+                      trip_names[_i], (unsigned long long)since, RESET);
+        ck_assert_uint_eq(INFO(b).ms_until_probe, RESET - since);
+    }
+    advance(&a, tripped + RESET - 1 - now_of(&a));
+    ACQ(b, CB_REJECTED);
+    ck_assert_uint_eq(r->n, 1);
+    ck_assert_msg(r->mono[0] == tripped, "%s: trip event at %llu, the trip CAS at %llu", trip_names[_i],
+                  (unsigned long long)r->mono[0], (unsigned long long)tripped);
+    REC_DONE(a.b, r);
+    advance(&a, 1);
+    q = ACQ(b, CB_PROBE);
+    cb_success(b, &q);
+    CK_STATE(b, CB_CLOSED, 0);
+    ck_assert_uint_eq(INFO(b).counters.late, _i == TRIP_OPERATOR);
+    cb_close(b);
+    fx_done(&a);
+}
+END_TEST
+
+/* The lease starts at the CAS that granted the probe: A reads the clock,
+ * stalls most of probe_timeout, then takes the probe. Its lease is the full
+ * probe_timeout, B is rejected until it runs out, and A's permit (carrying
+ * the refreshed lease) still reports. */
+START_TEST(test_stalled_grant_full_lease)
+{
+    fx a = fx_open("stallgrant", 1, RESET, PROBE);
+    cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on, .other = NULL, .stall_ms = PROBE - 10};
+    trip_by_failures(&a);
+    advance(&a, RESET);
+    stall_next(a.b, &s, 1);
+    cb_permit pa = ACQ(a.b, CB_PROBE);
+    ck_assert_msg(s.stalls == 0, "the stall did not happen");
+    cb_info i = INFO(b);
+    ck_assert_int_eq(i.state, CB_HALF_OPEN);
+    ck_assert_uint_eq(i.generation, 2);
+    ck_assert_msg(i.probe_lease_ms == PROBE, "the lease has %llu ms left, want the full probe_timeout %u",
+                  (unsigned long long)i.probe_lease_ms, PROBE);
+    advance(&a, PROBE - 1);
+    ACQ(b, CB_REJECTED);
+    cb_success(a.b, &pa);
+    CK_STATE(b, CB_CLOSED, 0);
+    i = INFO(b);
+    ck_assert_uint_eq(i.generation, 3);
+    ck_assert_uint_eq(i.counters.successes, 1);
+    ck_assert_uint_eq(i.counters.late, 0);
+    cb_close(b);
+    fx_done(&a);
+}
+END_TEST
+
+/* The refresh of a stamp only replaces the installer's own word: if the
+ * circuit moved on between the installing CAS and the refresh (here B
+ * resets it), the refresh changes nothing. _i: 0 a trip, 1 a probe grant. */
+START_TEST(test_stamp_refresh_after_word_moved)
+{
+    fx a = fx_open("stallmoved", 1, RESET, PROBE);
+    cb_breaker *b = tl_open_clocked(a.name, NULL, a.clk);
+    struct stalling_clock s = {.clk = a.clk, .meanwhile = time_moves_on_then_other_resets, .other = b, .stall_ms = STALL};
+    cb_permit p;
+    if (_i == 0) {
+        p = ACQ(a.b, CB_ALLOWED);
+        stall_next(a.b, &s, 2);
+        cb_failure(a.b, &p); /* trips: generation 1, then B's reset: 2 */
+    } else {
+        trip_by_failures(&a);
+        advance(&a, RESET);
+        stall_next(a.b, &s, 2);
+        p = ACQ(a.b, CB_PROBE); /* generation 2, then B's reset: 3 */
+    }
+    ck_assert_msg(s.stalls == 0, "the installer did not read the clock again after its CAS");
+    cb_info i = INFO(b);
+    ck_assert_int_eq(i.state, CB_CLOSED);
+    ck_assert_uint_eq(i.generation, _i == 0 ? 2 : 3);
+    CK_NEWEST_IS_CURRENT(i);
+    if (_i == 1) {
+        cb_success(a.b, &p); /* the probe's word is gone: late */
+        i = INFO(b);
+        ck_assert_uint_eq(i.counters.late, 1);
+        ck_assert_uint_eq(i.generation, 3);
+    }
+    ACQ(b, CB_ALLOWED);
+    cb_close(b);
+    fx_done(&a);
+}
+END_TEST
+
 /* ------------------------------------------------------------------- info */
 
 START_TEST(test_info_fields)
@@ -1607,6 +1888,14 @@ static Suite *state_machine_suite(void)
     tcase_add_test(tc, test_call);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("clocks");
+    tcase_add_test(tc, test_retry_reads_clock_again);
+    tcase_add_test(tc, test_stamp_ahead_of_reader);
+    tcase_add_loop_test(tc, test_stalled_trip_probe_not_early, 0, TRIP_KINDS);
+    tcase_add_test(tc, test_stalled_grant_full_lease);
+    tcase_add_loop_test(tc, test_stamp_refresh_after_word_moved, 0, 2);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("info");
     tcase_add_test(tc, test_info_fields);
     tcase_add_test(tc, test_info_corrupt);
@@ -1617,9 +1906,5 @@ static Suite *state_machine_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(state_machine_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tl_run_suite(state_machine_suite());
 }

@@ -768,9 +768,5 @@ int main(void)
         mixed_seconds = (unsigned)strtoul(env, NULL, 10);
         exact_seconds = mixed_seconds;
     }
-    SRunner *sr = srunner_create(threads_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tl_run_suite(threads_suite());
 }

@@ -1,6 +1,9 @@
 /*
  * testlib.c - helpers shared by the test programs (see testlib.h).
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +15,62 @@
 
 #include "testlib.h"
 
+/* The test program's pid, fixed before main (so before any fork): the
+ * run's name prefix in every process of the run. */
+static char run_prefix[32];
+
+static __attribute__((constructor)) void set_run_prefix(void)
+{
+    snprintf(run_prefix, sizeof run_prefix, "test.%d.", (int)getpid());
+}
+
+const char *tl_run_prefix(void) { return run_prefix; }
+
 const char *tl_unique_name(const char *tag)
 {
-    static char names[64][96];
+    static char names[64][128];
     static unsigned next;
     char *name = names[next++ % 64];
-    snprintf(name, sizeof names[0], "test.%s.%d.%u", tag, (int)getpid(), next);
+    snprintf(name, sizeof names[0], "%s%s.%d.%u", run_prefix, tag, (int)getpid(), next);
     cb_unlink(name);
     return name;
+}
+
+/* Remove every /dev/shm object of this run; returns how many there were,
+ * each named on stderr if `report` is set. A directory or fifo (some tests
+ * make one to see it refused) goes too. */
+static unsigned remove_run_objects(int report)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "cbreaker.%s", run_prefix);
+    DIR *dir = opendir("/dev/shm");
+    if (!dir) {
+        fprintf(stderr, "testlib: opendir /dev/shm: %s\n", strerror(errno));
+        return 1;
+    }
+    unsigned found = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        found++;
+        if (report)
+            fprintf(stderr, "testlib: a passing run left /dev/shm/%s behind\n", e->d_name);
+        if (unlinkat(dirfd(dir), e->d_name, 0) != 0 && unlinkat(dirfd(dir), e->d_name, AT_REMOVEDIR) != 0)
+            fprintf(stderr, "testlib: cannot remove /dev/shm/%s: %s\n", e->d_name, strerror(errno));
+    }
+    closedir(dir);
+    return found;
+}
+
+int tl_run_suite(Suite *suite)
+{
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    unsigned left = remove_run_objects(failed == 0);
+    return failed == 0 && left == 0 ? 0 : 1;
 }
 
 void *tl_shared(size_t size)

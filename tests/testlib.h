@@ -1,5 +1,6 @@
 /*
- * testlib.h - what the test programs share: unique circuit names, a clock
+ * testlib.h - what the test programs share: unique circuit names removed
+ * after the run even when a test failed (tl_run_suite), a clock
  * that every forked process sees, a start barrier for processes, and
  * fork/wait helpers that fail the test on any bad child exit.
  */
@@ -13,9 +14,21 @@
 
 #include "cbreaker.h"
 
-/* A fresh circuit name, unique to this process and call; the segment is
- * unlinked first in case a crashed run left one. */
+/* A fresh circuit name, unique to this process and call, under the run's
+ * prefix: test.RUNPID.TAG.PID.N, RUNPID the test program's own pid (taken
+ * when it starts, before Check forks a test). The segment is unlinked
+ * first in case a crashed run left one. */
 const char *tl_unique_name(const char *tag);
+
+/* "test.RUNPID.": every name of this run starts with it. */
+const char *tl_run_prefix(void);
+
+/* Run the suite (CK_NORMAL) and then remove every /dev/shm object whose
+ * name is under tl_run_prefix(), so that a failed test leaves nothing
+ * behind. Returns the exit status for main: 0 only if every test passed
+ * and the passing run left nothing to remove (a leak is reported on
+ * stderr and fails the run). */
+int tl_run_suite(Suite *suite);
 
 /* A page of MAP_SHARED anonymous memory, zeroed, inherited across fork. */
 void *tl_shared(size_t size);

@@ -4,7 +4,8 @@
  *
  * One step here is one atomic access to the state word there, named after
  * the "Model step" comments in breaker.c: load, take_probe,
- * count_failure / clear_count / trip_threshold, probe_report, reset, trip.
+ * count_failure / clear_count / trip_threshold, probe_report, reset, trip,
+ * refresh_stamp.
  * N worker processes call acquire and report; a killer may SIGKILL any
  * worker but worker 0 at any step (Promela's unless); an operator may
  * reset and trip; a clock lets timeouts elapse.
@@ -20,6 +21,16 @@
  *    any later moment. A process reads the clock after loading the word
  *    (as breaker.c does); if the word has changed by then, its reading
  *    is arbitrary, and its CAS will fail.
+ *  - The stamp refresh: after a step that installs a stamp (take_probe,
+ *    trip_threshold, a failed probe's report, trip), its installer CASes
+ *    that word, if still unchanged, to the same state and generation with
+ *    a fresh stamp: elapsed is cleared, permits keep their validity. The
+ *    Refresher takes that step for the installer, at any moment while the
+ *    word is unchanged, or never: every stall of the installer before its
+ *    refresh, and the clock not having moved (no refresh), are covered;
+ *    one refresh stands for the loop of them, each the same step. (It may
+ *    also refresh for an installer killed since: more behaviours, not
+ *    fewer.)
  *
  * Checked:
  *  safety (assertions): a probe is granted only when the timeout of the
@@ -27,7 +38,8 @@
  *    probe with an unexpired lease exists at any time; a report changes
  *    the state only through a permit of the current generation; no
  *    failure of the current generation is lost or counted twice; the
- *    count in CLOSED stays below the threshold.
+ *    count in CLOSED stays below the threshold; a refresh replaces only
+ *    an unchanged word that a step installed with a stamp.
  *  liveness (LTL, weak fairness, -DHEALTHY): with a healthy dependency
  *    (every call succeeds, and a live probe reports within probe_timeout)
  *    and worker 0 calling forever, every state other than CLOSED is
@@ -49,6 +61,7 @@ byte count = 0;       /* CLOSED: consecutive failures */
 bool slot_free = false; /* HALF: no probe in flight */
 
 bool elapsed = false; /* the current stamp's timeout has passed */
+bool refreshable = false; /* the word was installed with a stamp, unchanged since */
 
 bool word_cur[N];   /* the word process i loaded is still the word */
 bool call_valid[N]; /* i holds a call permit of the current generation */
@@ -59,7 +72,8 @@ byte fails_applied = 0; /* ghost: failures counted in this generation */
 byte k; /* loop index of the inlines below, only used inside atomic steps */
 
 inline any_word_change() {
-    for (k : 0 .. N - 1) { word_cur[k] = false }
+    for (k : 0 .. N - 1) { word_cur[k] = false };
+    refreshable = false
 }
 
 /* A new generation: every loaded word and every permit is stale, and
@@ -67,6 +81,7 @@ inline any_word_change() {
 inline bump() {
     for (k : 0 .. N - 1) { word_cur[k] = false; call_valid[k] = false; probe_valid[k] = false }
     elapsed = false;
+    refreshable = false;
     fails_applied = 0
 }
 
@@ -111,7 +126,7 @@ inline acquire() {
              * slot is free: no probe with a live lease is displaced. */
             assert((st == OPEN && elapsed) || (st == HALF && (slot_free || elapsed)));
             st = HALF; slot_free = false; bump(); probe_valid[me] = true;
-            verdict = 2 }
+            refreshable = true; verdict = 2 }
         :: !word_cur[me] -> load_and_decide(false)
         fi
     od
@@ -129,7 +144,7 @@ inline report_call() {
             assert(call_valid[me] && fails_applied == count);
             if
             :: outcome == 0 -> count = 0; fails_applied = 0; any_word_change()
-            :: outcome == 1 && wcount + 1 >= THRESHOLD -> st = OPEN; count = 0; bump()
+            :: outcome == 1 && wcount + 1 >= THRESHOLD -> st = OPEN; count = 0; bump(); refreshable = true
             :: outcome == 1 && wcount + 1 < THRESHOLD -> count++; fails_applied++; any_word_change()
             fi;
             assert(st != CLOSED || count < THRESHOLD) }
@@ -149,7 +164,8 @@ inline report_probe(outcome) {
             :: outcome == 1 -> st = OPEN
             :: outcome == 2 -> slot_free = true
             fi;
-            bump()
+            bump();
+            refreshable = (outcome == 1)
         :: !probe_valid[me] -> skip /* late */
         fi
     }
@@ -196,10 +212,23 @@ active proctype Killer() {
 /* cbctl reset and trip, each at most once, from any state. */
 active proctype Operator() {
     if
-    :: atomic { bump(); st = OPEN; count = 0 }          /* Model step "trip" */
+    :: atomic { bump(); st = OPEN; count = 0; refreshable = true } /* Model step "trip" */
     :: atomic { bump(); st = CLOSED; count = 0 }        /* Model step "reset" */
     :: skip
     fi
+}
+
+/* Model step "refresh_stamp", the installer's CAS of its own unchanged
+ * word to the same state and generation with a fresh stamp: the timeout
+ * starts again; no generation bump, so every permit stays as valid as it
+ * was (the probe's permit is issued with the refreshed word). Once the
+ * word changed, the CAS fails: nothing to do. */
+active proctype Refresher() {
+    do
+    :: atomic { refreshable ->
+        assert(st == OPEN || (st == HALF && !slot_free));
+        any_word_change(); elapsed = false }
+    od
 }
 
 /* Time passes: the current stamp's timeout elapses some time later. A
@@ -226,6 +255,7 @@ init {
         :: st = HALF; slot_free = true
         :: st = HALF; slot_free = false /* held by a process already dead */
         fi;
+        refreshable = false; /* whatever the operator did before: not installed */
         run Worker(0); run Worker(1); run Worker(2)
     }
 }
