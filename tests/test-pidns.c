@@ -477,6 +477,7 @@ START_TEST(test_worker_dropping_privileges_claims)
     tl_wait_ok(tl_spawn(worker_after_setuid, b));
     ck_assert_uint_eq(shared_stripe_successes(), shared_before);
     cb_close(b);
+    teardown();
 }
 END_TEST
 
