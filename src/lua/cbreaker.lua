@@ -327,9 +327,8 @@ local function check_name(name)
     end
 end
 
--- cb.open(name [, opts]) -> handle, "created" | "opened" | "config_updated"
--- opts nil attaches with the stored config (defaults when created here).
-function _M.open(name, opts)
+-- open_with(C.cb_open or C.cb_open_private, name, opts) -> handle, result
+local function open_with(open_fn, name, opts)
     local err = check_name(name)
     if err then
         return nil, err
@@ -340,11 +339,17 @@ function _M.open(name, opts)
         return nil, err
     end
     local out = ffi_new(breaker_pp)
-    local rc = C.cb_open(name, cfg, out)
+    local rc = open_fn(name, cfg, out)
     if rc < 0 then
         return nil, strerror(rc)
     end
     return wrap(rc, out)
+end
+
+-- cb.open(name [, opts]) -> handle, "created" | "opened" | "config_updated"
+-- opts nil attaches with the stored config (defaults when created here).
+function _M.open(name, opts)
+    return open_with(C.cb_open, name, opts)
 end
 
 -- cb.attach(name) -> handle: an existing circuit only (never creates).
@@ -364,21 +369,7 @@ end
 -- cb.open_private(name [, opts]) -> handle: a circuit of this process alone
 -- (after fork, each worker its own copy): for comparisons.
 function _M.open_private(name, opts)
-    local err = check_name(name)
-    if err then
-        return nil, err
-    end
-    local cfg
-    cfg, err = make_config(opts)
-    if err then
-        return nil, err
-    end
-    local out = ffi_new(breaker_pp)
-    local rc = C.cb_open_private(name, cfg, out)
-    if rc < 0 then
-        return nil, strerror(rc)
-    end
-    return wrap(rc, out)
+    return open_with(C.cb_open_private, name, opts)
 end
 
 -- cb.unlink(name) -> true: removes the name; open handles keep working.
