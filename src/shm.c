@@ -224,7 +224,7 @@ static int build(int fd, const cb_config *cfg, struct cb_segment **out)
     /* open's mode went through the umask: set it exactly, last, so that
      * the fallback's temporary name is ours alone while it is filled. */
     if (fchmod(fd, (mode_t)cfg->mode) != 0) {
-        int err = -errno;
+        err = -errno;
         munmap(map, CB_SEGMENT_SIZE);
         return err;
     }
