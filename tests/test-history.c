@@ -215,6 +215,14 @@ static void *history_reader(void *arg)
 
 START_TEST(test_threads_every_entry_holds_its_generation)
 {
+    /* A race hunt: valgrind runs one thread at a time, so the readers
+     * barely overlap the writers there (memcheck still runs the
+     * deterministic interleavings above). */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) {
+        fprintf(stderr, "test_threads_every_entry_holds_its_generation: skipped under valgrind\n");
+        return;
+    }
     cb_config cfg = {.failure_threshold = 1, .reset_timeout_ms = 5, .probe_timeout_ms = 1000};
     struct cycling c = {.clock = tl_clock_new(1000000)};
     ck_assert_int_eq(cb_open_private("history-threads", &cfg, &c.b), CB_CREATED);
