@@ -87,6 +87,7 @@
 #include <unistd.h>
 
 #include "cbreaker.h"
+#include "handle.h"
 #include "probe-observer.h"
 #include "segment.h"
 #include "testlib.h"
@@ -374,6 +375,7 @@ struct ctl {
     int tracking;
     cb_state st;
     uint32_t gen;
+    uint64_t word; /* the word itself: a re-stamp (same generation) restarts the wait */
     uint64_t first_seen, deadline, D;
     int have_D;
     uint64_t holder_killed_at; /* fine ms; 0 if no holder of this word was killed */
@@ -656,8 +658,12 @@ static void watch_word(struct ctl *k, const cb_config *cfg)
         ctl_fail(k, "cb_get_info: %d (%s)", rc, cb_strerror(rc));
         return;
     }
+    /* The word as a whole, read after the snapshot: its installer may
+     * re-stamp it (same state and generation, a newer time stamp: see
+     * breaker.c, refresh_stamp), and the timeout runs from the new stamp. */
+    uint64_t word = atomic_load_explicit(&k->b->seg->state, memory_order_relaxed);
     uint64_t now = po_coarse_ms();
-    if (k->tracking && info.state == k->st && info.generation == k->gen) {
+    if (k->tracking && info.state == k->st && info.generation == k->gen && word == k->word) {
         if (!k->have_D && now >= k->deadline) {
             atomic_thread_fence(memory_order_seq_cst);
             k->D = atomic_load(&C->acq_begun);
@@ -689,6 +695,7 @@ static void watch_word(struct ctl *k, const cb_config *cfg)
     k->tracking = info.state != CB_CLOSED;
     k->st = info.state;
     k->gen = info.generation;
+    k->word = word;
     k->first_seen = now;
     k->deadline =
         now + (info.state == CB_OPEN ? cfg->reset_timeout_ms : cfg->probe_timeout_ms) + k->tick;
