@@ -131,7 +131,9 @@ def free_port():
 
 # ---------------------------------------------------------------- upstream
 def upstream_main(ports, logfile):
-    """The upstream: 200 'ok' on every port; one line per request seen."""
+    """The upstream: 200 'ok' on every port; one line per request seen.
+    /cut: a 200 that promises 100 bytes, sends 3 and closes (an upstream
+    dying mid-response)."""
     lock = threading.Lock()
     out = open(logfile, "a", buffering=1)
 
@@ -143,9 +145,12 @@ def upstream_main(ports, logfile):
                 out.write("%.6f %d\n" % (time.time(), self.server.server_port))
             body = b"ok\n"
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", "100" if self.path == "/cut" else str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            if self.path == "/cut":
+                self.wfile.flush()
+                self.close_connection = True
 
         def log_message(self, *a):
             pass
@@ -298,9 +303,9 @@ class Nginx:
         check(not left, "nginx stopped with no worker left (%d workers before)" % len(workers))
 
 
-def get(port):
+def get(port, path="/"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/")
+    conn.request("GET", path)
     r = conn.getresponse()
     body = r.read()
     conn.close()
@@ -503,6 +508,19 @@ def test_outage():
               (len(transitions), len(h)))
         for t in transitions[:4]:
             log("  ", t)
+
+        # a 200 the upstream cuts short (fewer bytes than its Content-Length)
+        # is a failure, not a success
+        cbctl("reset", circuit)
+        try:
+            get(port, "/cut")
+            fail("a response cut short reaches the client whole")
+        except http.client.IncompleteRead:
+            pass
+        deadline = time.time() + 10
+        while cbctl_json(circuit)["failures"] != 1 and time.time() < deadline:
+            time.sleep(0.05)
+        check(cbctl_json(circuit)["failures"] == 1, "a response the upstream cut short counts as a failure")
 
         # survival: a failure count of 2 outlives a reload and a restart
         cbctl("reset", circuit)
