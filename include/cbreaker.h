@@ -97,9 +97,9 @@ extern "C" {
 #endif
 
 #define CB_VERSION_MAJOR 0
-#define CB_VERSION_MINOR 2
+#define CB_VERSION_MINOR 3
 #define CB_VERSION_PATCH 0
-#define CB_VERSION_STRING "0.2.0"
+#define CB_VERSION_STRING "0.3.0"
 
 /** Longest circuit name, in characters (letters, digits, '.', '_', '-'). */
 #define CB_NAME_MAX 200
@@ -110,6 +110,17 @@ extern "C" {
 #define CB_DEFAULT_FAILURE_THRESHOLD 3u
 #define CB_DEFAULT_RESET_TIMEOUT_MS 60000u
 #define CB_DEFAULT_MODE 0600u
+#define CB_DEFAULT_MINIMUM_CALLS 10u
+#define CB_DEFAULT_WINDOW_MS 10000u
+#define CB_DEFAULT_SLOW_CALL_RATE 100u
+#define CB_DEFAULT_MAX_RESET_TIMEOUT_MS 300000u
+/* Limits of the policy fields (cb_resolve_config: beyond them, -EINVAL). */
+#define CB_WINDOW_MS_MIN 10u          /* ten buckets of at least 1 ms */
+#define CB_WINDOW_MS_MAX 3600000u     /* one hour */
+#define CB_SLOW_CALL_MS_MAX 86400000u /* one day */
+#define CB_BACKOFF_MULTIPLIER_MAX 10000u /* percent: x100 per failed probe */
+/* Failed probes in a row that grow the open period (then it stays). */
+#define CB_BACKOFF_STEPS_MAX 15u
 
 /* The library's own error codes, far below any errno value. */
 #define CB_ERROR_BASE (-30600)
@@ -123,7 +134,9 @@ enum {
     CB_ECORRUPT = CB_ERROR_BASE - 7,  /* state word holds an impossible value */
     CB_EOWNER = CB_ERROR_BASE - 8,    /* segment owned by another user or
                                          writable by others: not trusted  */
-    CB_ELAST = CB_EOWNER
+    CB_EMODE = CB_ERROR_BASE - 9,     /* refused in an operator mode: set
+                                         CB_MODE_NORMAL first            */
+    CB_ELAST = CB_EMODE
 };
 
 /* Non-negative results of cb_open(). */
@@ -137,11 +150,55 @@ typedef struct cb_breaker cb_breaker; /* opaque per-process handle */
 
 typedef enum cb_state { CB_CLOSED = 0, CB_OPEN = 1, CB_HALF_OPEN = 2 } cb_state;
 
+/*
+ * What a circuit does; zero fields take the defaults, and with every
+ * policy field zero a circuit behaves exactly as cbreaker 0.2 did.
+ *
+ * Failure rate (off unless failure_rate is set). Calls reported with a
+ * verdict (cb_success, cb_failure) while CLOSED count in a window of
+ * window_ms split into 10 buckets of window_ms / 10, in the bucket of the
+ * moment they are reported. Not counted: releases (no verdict), late
+ * reports (their state has gone), probes (a probe's own report decides
+ * HALF_OPEN), and anything while DISABLED. After each counted report the
+ * circuit trips (reason CB_REASON_FAILURE_RATE) when, over the buckets of
+ * the last window_ms, calls >= minimum_calls and failures x 100 >=
+ * failure_rate x calls. failure_threshold keeps working beside it: the
+ * rule that fires first trips. The window restarts whenever the circuit
+ * closes (probe success, cb_reset, CB_MODE_NORMAL): calls counted before
+ * never count again. A change of window_ms applies to the counts already
+ * kept (counts falling in a bucket of another width may be dropped).
+ *
+ * Slow calls (off unless slow_call_ms is set). A call is slow when the
+ * time from its cb_acquire to its report, on the handle's clock (the one
+ * cb_set_clock replaces; by default the coarse clock, so a few ms of
+ * resolution), is > slow_call_ms. The circuit trips (reason
+ * CB_REASON_SLOW_CALL_RATE) when slow calls x 100 >= slow_call_rate x
+ * calls over the same window, with the same minimum_calls. A slow failure
+ * counts as both. Checked after the failure-rate rule.
+ *
+ * Backoff (off unless backoff_multiplier_pct > 100). Each failed probe
+ * multiplies the open period by backoff_multiplier_pct / 100, up to
+ * max_reset_timeout_ms (0: 300000; never below reset_timeout_ms), for at
+ * most CB_BACKOFF_STEPS_MAX failed probes in a row. The step is kept in
+ * the state word, so every process computes the same period. A
+ * successful probe, cb_reset and the circuit closing return it to
+ * reset_timeout_ms; a trip from CLOSED starts at reset_timeout_ms;
+ * cb_trip keeps the step of an OPEN or HALF_OPEN circuit.
+ */
 typedef struct cb_config {
     uint32_t failure_threshold; /* 0: 3 */
     uint32_t reset_timeout_ms;  /* 0: 60000 */
     uint32_t probe_timeout_ms;  /* 0: reset_timeout_ms */
     uint32_t mode;              /* permission bits of a new segment; 0: 0600 */
+    uint32_t failure_rate;      /* percent, 1-100; 0: rule off */
+    uint32_t minimum_calls;     /* calls in the window before a rate rule
+                                   trips; 0: 10 */
+    uint32_t window_ms;         /* CB_WINDOW_MS_MIN..MAX; 0: 10000 */
+    uint32_t slow_call_ms;      /* up to CB_SLOW_CALL_MS_MAX; 0: rule off */
+    uint32_t slow_call_rate;    /* percent, 1-100; 0: 100 */
+    uint32_t backoff_multiplier_pct; /* 101..CB_BACKOFF_MULTIPLIER_MAX;
+                                        0 or 100: off */
+    uint32_t max_reset_timeout_ms;   /* cap of the open period; 0: 300000 */
     uint32_t flags;             /* CB_OPEN_* bits; 0: none */
 } cb_config;
 
@@ -175,8 +232,42 @@ typedef enum cb_reason {
     CB_REASON_PROBE_FAILED = 3,   /* HALF_OPEN -> OPEN                       */
     CB_REASON_LEASE_EXPIRED = 4,  /* HALF_OPEN -> HALF_OPEN: new probe taken */
     CB_REASON_RESET = 5,          /* any -> CLOSED by cb_reset()             */
-    CB_REASON_TRIP = 6            /* any -> OPEN by cb_trip()                */
+    CB_REASON_TRIP = 6,           /* any -> OPEN by cb_trip()                */
+    CB_REASON_FAILURE_RATE = 7,   /* CLOSED -> OPEN: failure rate reached    */
+    CB_REASON_SLOW_CALL_RATE = 8, /* CLOSED -> OPEN: slow-call rate reached  */
+    CB_REASON_MODE = 9            /* an operator mode set by cb_set_mode()   */
 } cb_reason;
+
+/*
+ * Operator modes: host-wide, kept in the state word until changed with
+ * cb_set_mode(), seen by every process on its next call.
+ *   NORMAL        the state machine above.
+ *   DISABLED      every call allowed; nothing counts towards a trip (the
+ *                 counters still count; no window, no failure count).
+ *                 cb_get_state() says CB_CLOSED.
+ *   FORCED_OPEN   every call rejected, no probe, whatever the timeouts.
+ *                 cb_get_state() says CB_OPEN; ms_until_probe is 0.
+ *   METRICS_ONLY  every call allowed (it never rejects); the failure
+ *                 count, the window and the counters are kept as in
+ *                 CLOSED, and where a rule would trip, a "would open"
+ *                 event (cb_transition.would_open) is announced once per
+ *                 crossing: once when the failure count reaches the
+ *                 threshold (again only after a success cleared it), once
+ *                 when a rate rule becomes true (again only after it was
+ *                 found false). The state never changes: cb_get_state()
+ *                 says CB_CLOSED. Would-open events are not in the history.
+ * Entering a mode and leaving it are each one transition (reason
+ * CB_REASON_MODE): permits issued before are late. Leaving a mode
+ * (CB_MODE_NORMAL) resumes from CLOSED with a zero count and a new window.
+ * cb_reset() and cb_trip() are refused (CB_EMODE) while a mode is set, so
+ * an ops script cannot undo an operator's decision by accident.
+ */
+typedef enum cb_mode {
+    CB_MODE_NORMAL = 0,
+    CB_MODE_DISABLED = 1,
+    CB_MODE_FORCED_OPEN = 2,
+    CB_MODE_METRICS_ONLY = 3
+} cb_mode;
 
 /* One transition, as handed to a listener and kept in the segment. */
 typedef struct cb_transition {
@@ -188,6 +279,10 @@ typedef struct cb_transition {
     uint64_t wall_ms;   /* CLOCK_REALTIME, ms since the epoch (display only) */
     uint32_t generation; /* the generation it installed (cb_info.generation
                             until the next change of the word) */
+    cb_mode mode;        /* the operator mode in force after it */
+    uint32_t would_open; /* 1: METRICS_ONLY announces a trip it did not make
+                            (from CLOSED, to OPEN, reason = the rule); the
+                            state did not change */
 } cb_transition;
 
 /* Counters summed over all processes since the segment was created. */
@@ -211,6 +306,13 @@ typedef struct cb_info {
     uint64_t ms_until_probe;    /* OPEN: ms until a probe is allowed, else 0 */
     int32_t probe_pid;          /* HALF_OPEN: pid of the probe holder, else 0 */
     uint64_t probe_lease_ms;    /* HALF_OPEN: ms left on its lease, else 0 */
+    cb_mode mode;               /* operator mode (cb_set_mode) */
+    uint64_t open_timeout_ms;   /* the open period now: reset_timeout_ms
+                                   grown by backoff_step failed probes */
+    uint32_t backoff_step;      /* failed probes in a row (OPEN, HALF_OPEN) */
+    uint64_t window_calls;      /* in the window now (see cb_config) */
+    uint64_t window_failures;
+    uint64_t window_slow_calls;
     uint32_t generation;        /* bumped by every transition, probe grant
                                    and probe release (22 bits, wraps) */
     uint32_t layout_version;
@@ -242,7 +344,7 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  * Open circuit NAME, creating /cbreaker.NAME if it does not exist.
  * cfg: NULL attaches with whatever config the circuit has (defaults when
  * it is created here). Non-NULL: zero fields take the defaults; if the
- * circuit exists with a different threshold or timeouts, the stored config
+ * circuit exists with a different config (any field but mode and flags), the stored config
  * is replaced and CB_CONFIG_UPDATED is returned, so a restarted server's
  * new config takes effect (unless cfg->flags has CB_OPEN_KEEP_CONFIG).
  * The replacement is atomic: processes opening with configs A and B at
@@ -262,8 +364,9 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  *
  * Returns CB_OPENED, CB_CREATED or CB_CONFIG_UPDATED and sets *out; or
  *   -EINVAL      out or name NULL, cfg->mode has bits beyond 0777 or
- *                lets others write (0002: every opener would refuse it), or
- *                cfg->flags has bits this library does not know
+ *                lets others write (0002: every opener would refuse it),
+ *                cfg->flags has bits this library does not know, or a
+ *                policy field is outside its range (see cb_config)
  *   CB_ENAME     name empty, longer than CB_NAME_MAX or with a bad char
  *   -EACCES      no permission to open the segment read-write
  *   CB_EOWNER    segment owned by another user than the caller or root
@@ -281,10 +384,15 @@ typedef cb_outcome (*cb_call_fn)(void *arg);
  */
 CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
 
+/* cb_set_config(): a policy field set to this turns the policy off (or
+ * back to its default), as 0 does in cb_open(); 0 keeps the stored value. */
+#define CB_CONFIG_OFF UINT32_MAX
+
 /**
- * Replace the stored threshold and timeouts with cfg's non-zero fields,
- * keeping the stored value of each zero field, as one atomic update: it
- * applies to the config in force when it lands (it is retried if another
+ * Replace the stored config (threshold, timeouts and policies) with cfg's
+ * non-zero fields, keeping the stored value of each zero field (a field
+ * CB_CONFIG_OFF: its default, which turns a policy off), as one atomic
+ * update: it applies to the config in force when it lands (it is retried if another
  * update lands first), so it never resets a field it was not given and
  * never leaves a mix. One exception keeps "probe timeout 0: the reset
  * timeout" meaning the same: with probe_timeout_ms 0 and a new
@@ -293,8 +401,9 @@ CB_EXPORT int cb_open(const char *name, const cb_config *cfg, cb_breaker **out);
  * nothing (a segment's mode is set when it is created).
  *
  * Returns 1 if the stored config changed, 0 if it already held those
- * values, or -EINVAL (b or cfg NULL, cfg->mode has bits beyond 0777, or
- * cfg->flags has unknown bits).
+ * values, or -EINVAL (b or cfg NULL, cfg->mode has bits beyond 0777,
+ * cfg->flags has unknown bits, or a policy field outside its range: see
+ * cb_config; checked on the config that would result).
  */
 CB_EXPORT int cb_set_config(cb_breaker *b, const cb_config *cfg);
 
@@ -328,8 +437,12 @@ CB_EXPORT int cb_unlink(const char *name);
 
 /**
  * Ask to call the dependency. Fills *permit (always; empty on rejection).
- * Healthy path (CLOSED): one load of the state word and one add to this
- * process's counter stripe; no clock read, no shared write.
+ * Healthy path (CLOSED): one load of the state word, two of the config
+ * in force and one add to this process's counter stripe; no shared
+ * write, and no clock read unless slow_call_ms is set. With a rate policy
+ * on, a report also reads the clock and adds to the stripe's bucket; it
+ * sums the window (every stripe in use) only while the window holds a
+ * failure or a slow call.
  * b or permit NULL: returns CB_REJECTED, not counted.
  */
 CB_EXPORT cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit);
@@ -408,10 +521,21 @@ CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);
  * cb_trip: force OPEN now, with a fresh reset_timeout. Calls in flight
  * become late. Each is one transition, even from the state it forces.
  * Returns the state it replaced (CB_CLOSED, CB_OPEN or CB_HALF_OPEN, all
- * >= 0; 3 if the word was corrupt), or -EINVAL (b NULL).
+ * >= 0; 3 if the word was corrupt), -EINVAL (b NULL), or CB_EMODE when an
+ * operator mode is set (nothing changed; see cb_mode).
  */
 CB_EXPORT int cb_reset(cb_breaker *b);
 CB_EXPORT int cb_trip(cb_breaker *b);
+
+/**
+ * Set the circuit's operator mode (see cb_mode), host-wide. Setting the
+ * mode in force changes nothing (no transition). Returns the mode it
+ * replaced (>= 0), or -EINVAL (b NULL, mode not a cb_mode).
+ */
+CB_EXPORT int cb_set_mode(cb_breaker *b, cb_mode mode);
+
+/** "normal", "disabled", "forced_open", "metrics_only"; "unknown" else. */
+CB_EXPORT const char *cb_mode_name(cb_mode m);
 
 /**
  * Call fn for every transition this handle's process makes (each is made
@@ -470,15 +594,17 @@ CB_EXPORT void cb_record_listener(const cb_event *event, void *ctx);
 /**
  * The event named after the state t enters, as the reference logs it:
  * "circuit_breaker_opened", "circuit_breaker_half_open",
- * "circuit_breaker_closed"; "circuit_breaker_unknown" for t NULL or an
- * invalid state.
+ * "circuit_breaker_closed"; "circuit_breaker_would_open" for a would-open
+ * announcement (t->would_open); "circuit_breaker_unknown" for t NULL or
+ * an invalid state.
  */
 CB_EXPORT const char *cb_event_name(const cb_transition *t);
 /** "CLOSED", "OPEN", "HALF_OPEN"; "INVALID" for anything else. */
 CB_EXPORT const char *cb_state_name(cb_state s);
 /**
  * "threshold_reached", "reset_timeout_elapsed", "probe_succeeded",
- * "probe_failed", "probe_lease_expired", "reset", "trip"; "unknown" else.
+ * "probe_failed", "probe_lease_expired", "reset", "trip", "failure_rate",
+ * "slow_call_rate", "mode"; "unknown" else.
  */
 CB_EXPORT const char *cb_reason_name(cb_reason r);
 

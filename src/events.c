@@ -71,6 +71,27 @@ const char *cb_reason_name(cb_reason r)
         return "reset";
     case CB_REASON_TRIP:
         return "trip";
+    case CB_REASON_FAILURE_RATE:
+        return "failure_rate";
+    case CB_REASON_SLOW_CALL_RATE:
+        return "slow_call_rate";
+    case CB_REASON_MODE:
+        return "mode";
+    }
+    return "unknown";
+}
+
+const char *cb_mode_name(cb_mode m)
+{
+    switch (m) {
+    case CB_MODE_NORMAL:
+        return "normal";
+    case CB_MODE_DISABLED:
+        return "disabled";
+    case CB_MODE_FORCED_OPEN:
+        return "forced_open";
+    case CB_MODE_METRICS_ONLY:
+        return "metrics_only";
     }
     return "unknown";
 }

@@ -54,5 +54,5 @@ int cb_get_info(cb_breaker *b, cb_info *out)
     cb_stripes_sum(seg, &out->counters);
     out->history_len = cb_history_read(seg, sw_gen(w), out->history);
     out->config.mode = b->mode;
-    return sw_state(w) == CB_STATE_CORRUPT ? CB_ECORRUPT : 0;
+    return sw_state(w) == CB_STATE_MODE && sw_mode(w) == CB_MODE_NORMAL ? CB_ECORRUPT : 0;
 }
