@@ -1,8 +1,9 @@
 /*
- * breaker.c - the state machine: acquire, report, reset, trip.
+ * breaker.c - the state machine: acquire, report, reset, trip, modes.
  *
  * The whole circuit is one 64-bit state word (state_word.h): state,
- * generation, and a payload (failure count, trip time or probe lease).
+ * generation, and a payload (failure count, trip time or probe lease with
+ * the backoff step, or an operator mode).
  * Every change is one compare-and-swap on that word, computed from the
  * value the CAS expects; nothing else in the segment takes part in a
  * decision. Hence:
@@ -51,20 +52,52 @@
  * ring, written after a winning CAS, carry their own release/acquire pairs
  * (history.c) or are tagged with the generation they belong to.
  *
- * Transitions (g = generation, CAS from the left-hand word):
- *   acquire     OPEN(g,t), now-t >= reset       -> HALF_OPEN(g+1, now)  probe
- *               HALF_OPEN(g,FREE)               -> HALF_OPEN(g+1, now)  probe
- *               HALF_OPEN(g,l), now-l >= probe  -> HALF_OPEN(g+1, now)  probe
+ * Transitions (g = generation, CAS from the left-hand word; OPEN and
+ * HALF_OPEN carry the backoff step s beside the stamp; M(m, k, c) is an
+ * operator mode m with crossing marks k and failure count c):
+ *   acquire     OPEN(g,s,t), now-t >= period(s) -> HALF_OPEN(g+1, s, now)  probe
+ *               HALF_OPEN(g,s,FREE)             -> HALF_OPEN(g+1, s, now)  probe
+ *               HALF_OPEN(g,s,l), now-l >= probe -> HALF_OPEN(g+1, s, now) probe
+ *               M(DISABLED|METRICS_ONLY)         allowed, no change
+ *               M(FORCED_OPEN), M(0) (corrupt)   rejected, no change
  *   failure     CLOSED(g,c), c+1 <  threshold   -> CLOSED(g, c+1)
- *               CLOSED(g,c), c+1 >= threshold   -> OPEN(g+1, now)
- *               HALF_OPEN(g,l) of this probe    -> OPEN(g+1, now)
+ *               CLOSED(g,c), c+1 >= threshold   -> OPEN(g+1, 0, now)
+ *               HALF_OPEN(g,s,l) of this probe  -> OPEN(g+1, s', now)   backoff_step
  *   success     CLOSED(g,c>0)                   -> CLOSED(g, 0)
- *               HALF_OPEN(g,l) of this probe    -> CLOSED(g+1, 0)
- *   release     HALF_OPEN(g,l) of this probe    -> HALF_OPEN(g+1, FREE)
- *   reset       any(g)                          -> CLOSED(g+1, 0)
- *   trip        any(g)                          -> OPEN(g+1, now)
- *   refresh     OPEN(g,t) / HALF_OPEN(g,l) that this process just
- *               installed, clock moved on      -> same state (g, now)
+ *               HALF_OPEN(g,s,l) of this probe  -> CLOSED(g+1, 0)
+ *   rate        CLOSED(g, any c), after a report of generation g made a
+ *               rate rule true in the window    -> OPEN(g+1, 0, now)    rate_trip
+ *   release     HALF_OPEN(g,s,l) of this probe  -> HALF_OPEN(g+1, s, FREE)
+ *   reset       any(g) but a mode               -> CLOSED(g+1, 0)
+ *   trip        any(g) but a mode               -> OPEN(g+1, s or 0, now)
+ *   set_mode m  any(g) of another mode, m != NORMAL -> M(g+1, m, 0, 0)  set_mode
+ *               any(g) of another mode, m == NORMAL -> CLOSED(g+1, 0)   set_mode
+ *   in METRICS_ONLY, a report of generation g:
+ *               failure  M(g,k,c) -> M(g, k | threshold crossed if c+1 >=
+ *                        threshold, c+1)                      metrics_mark
+ *               success  M(g,k,c>0) -> M(g, k without threshold, 0)
+ *               rate rule true/false -> its mark set/cleared    metrics_mark
+ *               (a mark set announces a would-open event; DISABLED counts
+ *               the counters only)
+ *   refresh     OPEN(g,s,t) / HALF_OPEN(g,s,l) that this process just
+ *               installed, clock moved on      -> same state (g, s, now)
+ *
+ * period(s) = reset_timeout grown s times by the backoff multiplier, up to
+ * the cap (config.h); s' = s + 1 while backoff is on, s <
+ * CB_BACKOFF_STEPS_MAX and period(s) < the cap, else s. The step lives in
+ * the word, so every process computes the same period, and the CAS that
+ * ends a probe computes s' from the granted word: one failed probe, one
+ * step. A trip from CLOSED starts at step 0; a probe success, reset and
+ * NORMAL drop the step with the rest of the word.
+ *
+ * The window (window.c) is only the evidence: counting a report and
+ * summing the buckets change no decision by themselves. A rate trip is
+ * the one CAS from CLOSED of the report's generation (retried while only
+ * the count changed), so exactly one process trips and announces it; the
+ * window of the next CLOSED generation starts where its closer put the
+ * floor, so reports of an earlier generation never trip a later one.
+ * With every policy off, acquire and success read one more config word
+ * (CB_CF_POLICY) and do nothing else new.
  */
 #include <errno.h>
 #include <unistd.h>
