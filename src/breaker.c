@@ -590,8 +590,9 @@ static __attribute__((noinline)) void report(cb_breaker *b, cb_permit *p, enum r
  * unstamped one does from cb_success, so that the fast path never masks. */
 static __attribute__((noinline)) void success_slow(cb_breaker *b, cb_permit *p)
 {
-    if (b && p && (p->opaque[1] & ~(PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT)) == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
-        sw_payload(p->opaque[0]) == 0 && p->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
+    uint64_t unstamped = b && p ? p->opaque[1] & ~(PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT) : 0;
+    if (b && p && unstamped == ((uint64_t)b->instance << 32 | PERMIT_CALL) && sw_payload(p->opaque[0]) == 0 &&
+        p->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
         (cb_config_value(b->seg, CB_CF_POLICY) & CB_POLICY_WINDOW)) {
         success_windowed(b, p);
         return;
