@@ -949,6 +949,24 @@ START_TEST(test_backoff_step_reset_by_cb_reset_half_open)
 }
 END_TEST
 
+/* Leaving a mode closes the circuit: the step is gone with it. */
+START_TEST(test_backoff_step_reset_by_leaving_mode)
+{
+    fx f = backoff_at_step2("bomode");
+    ck_assert_int_eq(cb_set_mode(f.b, CB_MODE_FORCED_OPEN), CB_MODE_NORMAL);
+    ck_assert_int_eq(cb_set_mode(f.b, CB_MODE_NORMAL), CB_MODE_FORCED_OPEN);
+    CK_STATE(f.b, CB_CLOSED);
+    check_open_period(__LINE__, &f, 1000, 0, 0);
+    RUN(&f, "F");
+    check_open_period(__LINE__, &f, 1000, 0, 0);
+    advance(&f, 999);
+    ACQ(f.b, CB_REJECTED);
+    advance(&f, 1);
+    ACQ(f.b, CB_PROBE);
+    fx_done(&f);
+}
+END_TEST
+
 /* cb_trip of an OPEN circuit keeps the step, with a fresh stamp. */
 START_TEST(test_backoff_cb_trip_keeps_step_open)
 {
@@ -1805,6 +1823,7 @@ static Suite *policies_suite(void)
     tcase_add_test(tc, test_backoff_step_reset_by_probe_success);
     tcase_add_test(tc, test_backoff_step_reset_by_cb_reset);
     tcase_add_test(tc, test_backoff_step_reset_by_cb_reset_half_open);
+    tcase_add_test(tc, test_backoff_step_reset_by_leaving_mode);
     tcase_add_test(tc, test_backoff_cb_trip_keeps_step_open);
     tcase_add_test(tc, test_backoff_cb_trip_keeps_step_half_open);
     tcase_add_test(tc, test_backoff_cb_trip_from_closed_step0);
