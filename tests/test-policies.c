@@ -719,6 +719,28 @@ START_TEST(test_window_restarts_on_reset_same_bucket)
 }
 END_TEST
 
+/* The same after a probe's success, when reset_timeout_ms is shorter than
+ * a bucket: the failures that tripped the circuit by rate must not trip
+ * it again on the first success after it closed. */
+START_TEST(test_window_restarts_on_probe_success_same_bucket)
+{
+    cb_config cfg = rate_cfg(50, 4);
+    cfg.reset_timeout_ms = 10; /* buckets of 100 ms */
+    fx f = fx_open("rsprobeb", cfg);
+    RUN(&f, "FFFF");
+    CK_TRIPPED(&f, CB_REASON_FAILURE_RATE, 0);
+    advance(&f, 10);
+    cb_permit p = ACQ(f.b, CB_PROBE);
+    cb_success(f.b, &p);
+    CK_STATE(f.b, CB_CLOSED);
+    CK_WINDOW(f.b, 0, 0, 0);
+    RUN(&f, "S"); /* with the old calls: 5 calls, 80% failures */
+    CK_STATE(f.b, CB_CLOSED);
+    CK_WINDOW(f.b, 1, 0, 0);
+    fx_done(&f);
+}
+END_TEST
+
 /* Leaving METRICS_ONLY (CB_MODE_NORMAL) starts a new window. */
 START_TEST(test_window_restarts_on_leaving_mode)
 {
@@ -1807,6 +1829,7 @@ static Suite *policies_suite(void)
     tcase_add_test(tc, test_window_restarts_on_probe_success);
     tcase_add_test(tc, test_window_restarts_on_reset);
     tcase_add_test(tc, test_window_restarts_on_reset_same_bucket);
+    tcase_add_test(tc, test_window_restarts_on_probe_success_same_bucket);
     tcase_add_test(tc, test_window_restarts_on_leaving_mode);
     tcase_add_test(tc, test_window_restarts_on_entering_metrics_only);
     tcase_add_test(tc, test_window_not_counted_while_disabled);
