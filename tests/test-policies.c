@@ -773,7 +773,9 @@ START_TEST(test_window_restarts_on_entering_metrics_only)
 }
 END_TEST
 
-/* Nothing counts while DISABLED, and leaving DISABLED starts empty. */
+/* Nothing counts while DISABLED, and leaving DISABLED starts empty.
+ * (cb_info shows no window in DISABLED; calls counted there would show
+ * after leaving it in the same bucket.) */
 START_TEST(test_window_not_counted_while_disabled)
 {
     fx f = fx_open("rsdis", rate_cfg(50, 2));
