@@ -177,9 +177,10 @@ static void parent_sync(struct mp *s, int k)
                   s->msg[0] ? s->msg : "no message");
 }
 
-/* Sync points: 5 per batch, then the steps after the crossing. */
-#define SP(batch, step) ((batch)*5 + (step))
-#define SP_AFTER(step) (NBATCH * 5 + (step))
+/* Sync points: 6 per batch, then the steps after the crossing. The
+ * parent checks between two points the workers wait at. */
+#define SP(batch, step) ((batch)*6 + (step))
+#define SP_AFTER(step) (NBATCH * 6 + (step))
 
 static void kid_listener(const cb_event *ev, void *ctx)
 {
@@ -233,6 +234,7 @@ static int worker(void *arg)
                 cb_success(b, &bad[i]);
         }
         CHILD_CHECK(sync_at(s, SP(n, 4)));
+        CHILD_CHECK(sync_at(s, SP(n, 5))); /* the parent has checked */
     }
 
     /* Tripped: rejected, until the reset timeout has passed. */
@@ -250,9 +252,11 @@ static int worker(void *arg)
         atomic_fetch_add(&s->kid[k->idx].rejected, 1);
     }
     CHILD_CHECK(sync_at(s, SP_AFTER(2))); /* everyone has tried while the probe is out */
+    CHILD_CHECK(sync_at(s, SP_AFTER(3))); /* the parent has checked */
     if (v == CB_PROBE)
         cb_success(b, &p);
-    CHILD_CHECK(sync_at(s, SP_AFTER(3)));
+    CHILD_CHECK(sync_at(s, SP_AFTER(4)));
+    CHILD_CHECK(sync_at(s, SP_AFTER(5))); /* the parent has checked */
 
     /* Closed again: a fresh window. */
     for (unsigned i = 0; i < AFTER_GOOD + AFTER_BAD; i++) {
@@ -263,7 +267,7 @@ static int worker(void *arg)
         else
             cb_failure(b, &p);
     }
-    CHILD_CHECK(sync_at(s, SP_AFTER(4)));
+    CHILD_CHECK(sync_at(s, SP_AFTER(6)));
     if (b != s->inherited)
         cb_close(b);
     return 0;
@@ -412,16 +416,17 @@ static void run_rule(enum rule rule)
         tl_clock_advance(s->clock, ADV_GOOD);
         parent_sync(s, SP(n, 3));
         parent_sync(s, SP(n, 4));
-        if (n == CROSSING)
-            break;
-        good += batches[n].good;
-        bad += batches[n].bad;
-        check_quiet(s, b, good, bad, n);
+        if (n != CROSSING) {
+            good += batches[n].good;
+            bad += batches[n].bad;
+            check_quiet(s, b, good, bad, n);
+        }
         if (n == 2) {
             /* 30% bad, calls far above minimum_calls: no trip. */
             ck_assert_uint_ge((good + bad) * WORKERS, 2 * MIN_CALLS);
             observer_catch_up(s);
         }
+        parent_sync(s, SP(n, 5));
     }
 
     /* The crossing: exactly one trip, one event, exact sums. */
@@ -455,20 +460,20 @@ static void run_rule(enum rule rule)
     ck_assert_int_eq(s->log[0].to, CB_OPEN);
     ck_assert_uint_eq(s->log[0].generation, 1);
     ck_assert_int_eq(s->log[0].pid, t->pid);
-    /* The window holds exactly the reports that came before the trip. */
-    uint64_t wbad = rule == RULE_FAILURE ? info.window_failures : info.window_slow_calls;
-    uint64_t wother = rule == RULE_FAILURE ? info.window_slow_calls : info.window_failures;
-    printf("%s: tripped by %d after %llu of the %llu held reports (%llu late); window %llu calls, %llu bad\n",
+    /* The reports that came before the trip (applied, not late) hold
+     * the rate: the trip was not early. */
+    const uint64_t trip_calls = before_calls + applied, trip_bad = before_bad + applied;
+    printf("%s: tripped by %d after %llu of the %llu held reports (%llu late): %llu bad of %llu calls; "
+           "cb_info's window while OPEN: %llu calls, %llu failures, %llu slow\n",
            rule == RULE_FAILURE ? "failure rate" : "slow-call rate", t->pid, (unsigned long long)applied,
-           (unsigned long long)held, (unsigned long long)info.counters.late, (unsigned long long)info.window_calls,
-           (unsigned long long)wbad);
-    ck_assert_uint_eq(info.window_calls, before_calls + applied);
-    ck_assert_uint_eq(wbad, before_bad + applied);
-    ck_assert_uint_eq(wother, 0);
-    /* ... and holds the rate: the trip was not early. */
-    ck_assert_msg(wbad * 100 >= RATE * info.window_calls, "tripped at %llu bad of %llu calls (rate %u%%)",
-                  (unsigned long long)wbad, (unsigned long long)info.window_calls, RATE);
-    ck_assert_uint_ge(info.window_calls, MIN_CALLS);
+           (unsigned long long)held, (unsigned long long)info.counters.late, (unsigned long long)trip_bad,
+           (unsigned long long)trip_calls, (unsigned long long)info.window_calls,
+           (unsigned long long)info.window_failures, (unsigned long long)info.window_slow_calls);
+    ck_assert_msg(trip_bad * 100 >= RATE * trip_calls, "tripped at %llu bad of %llu calls (rate %u%%)",
+                  (unsigned long long)trip_bad, (unsigned long long)trip_calls, RATE);
+    /* The window, while OPEN, still shows what tripped it: exactly those
+     * reports (checked at the end, so that the rest is checked first). */
+    const cb_info open_info = info;
     /* Counters: every call the workers made, exactly. */
     ck_assert_uint_eq(info.counters.allowed, before_calls + held);
     ck_assert_uint_eq(info.counters.allowed, sum_kids(s, offsetof(struct kid_figures, allowed)));
@@ -495,6 +500,7 @@ static void run_rule(enum rule rule)
     ck_assert_uint_eq(info.counters.probes, 1);
     ck_assert_uint_eq(info.counters.rejected, 2 * WORKERS - 1);
     parent_sync(s, SP_AFTER(3));
+    parent_sync(s, SP_AFTER(4));
     info_of(b, &info);
     ck_assert_int_eq(info.state, CB_CLOSED);
     ck_assert_uint_eq(info.generation, 3);
@@ -507,7 +513,8 @@ static void run_rule(enum rule rule)
     ck_assert_uint_eq(info.backoff_step, 0);
     ck_assert_uint_eq(info.open_timeout_ms, RESET_MS);
     observer_catch_up(s);
-    parent_sync(s, SP_AFTER(4));
+    parent_sync(s, SP_AFTER(5));
+    parent_sync(s, SP_AFTER(6));
     info_of(b, &info);
     ck_assert_int_eq(info.state, CB_CLOSED);
     ck_assert_uint_eq(info.generation, 3);
@@ -525,6 +532,14 @@ static void run_rule(enum rule rule)
     for (int i = 0; i <= WORKERS; i++)
         tl_wait_ok(pids[i]);
     ck_assert_msg(!s->msg[0], "%s", s->msg);
+    uint64_t wbad = rule == RULE_FAILURE ? open_info.window_failures : open_info.window_slow_calls;
+    uint64_t wother = rule == RULE_FAILURE ? open_info.window_slow_calls : open_info.window_failures;
+    ck_assert_msg(open_info.window_calls == trip_calls && wbad == trip_bad && wother == 0,
+                  "OPEN after the trip: cb_info's window shows %llu calls, %llu failures, %llu slow calls; "
+                  "expected the reports made before the trip: %llu calls, %llu %s",
+                  (unsigned long long)open_info.window_calls, (unsigned long long)open_info.window_failures,
+                  (unsigned long long)open_info.window_slow_calls, (unsigned long long)trip_calls,
+                  (unsigned long long)trip_bad, rule == RULE_FAILURE ? "failures" : "slow calls");
     /* The observer saw each phase. */
     ck_assert_uint_gt(atomic_load(&s->obs_gen[0]), 0);
     ck_assert_uint_gt(atomic_load(&s->obs_gen[1]), 0);
