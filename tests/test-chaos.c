@@ -63,7 +63,7 @@
  * The chaos runs twice (tcases "chaos" and "chaos-policies"), each for
  * half of the duration: once with the consecutive-failure threshold only,
  * once with the policies of issue 10 on as well: a failure-rate rule
- * (50% of at least 20 calls in a 200 ms window), a slow-call rule (10% of
+ * (50% of at least 20 calls in a 200 ms window), a slow-call rule (5% of
  * calls slower than 8 ms, timed on the stalling clock), threshold 8, and
  * backoff x2 per failed probe from 5 ms up to 40 ms. Invariants 1-6 hold
  * in both; the wedge watch takes each OPEN word's timeout from its
@@ -118,7 +118,7 @@
 #define POL_MIN_CALLS 20u
 #define POL_WINDOW_MS 200u  /* buckets of 20 ms */
 #define POL_SLOW_MS 8u
-#define POL_SLOW_RATE 10u
+#define POL_SLOW_RATE 5u
 #define POL_BACKOFF 200u    /* 5, 10, 20, 40 ms */
 #define POL_MAX_RESET_MS 40u
 #define QUIET_K 8u          /* quiescent phase: K workers x M failures */
