@@ -31,14 +31,17 @@
  *    trip: one history entry CLOSED -> OPEN with the rule's reason, trips
  *    1, exactly one event over all the workers' listeners (each counts
  *    its own in shared memory), announced by the process the history
- *    names. The reports that landed before the trip are in the window and
- *    the counters, the others are late: window = before + applied, late =
- *    64 - applied, and the window at the trip holds the rate (>= 50%), so
- *    the trip was not early.
+ *    names. The reports that landed before the trip are in the counters,
+ *    the others are late (late = 64 - applied), and they hold the rate
+ *    (>= 50%), so the trip was not early; cb_info's window, while OPEN,
+ *    shows exactly them (checked last).
  *  - After the trip every worker is rejected; the parent moves the clock
  *    past the reset timeout and all workers race: exactly one probe, whose
  *    success closes the circuit and restarts the window (0 calls), and
- *    new calls count alone (old failures never count again).
+ *    new calls count alone (old failures never count again). Run with a
+ *    reset timeout of 60 s (the close lands in a later bucket) and, for
+ *    the failure rate, of 200 ms ("close-in-trip-bucket": the close lands
+ *    in the bucket holding the trip's failures, which must not count).
  *  - An observer process (its own handle, opened by name) snapshots the
  *    circuit the whole time and checks, independently of the parent: the
  *    generation never goes back and each generation has its one state
@@ -76,6 +79,8 @@
 #define WINDOW_MS 10000u
 #define SLOW_MS 100u
 #define RESET_MS 60000u
+#define SHORT_RESET_MS 200u /* the close lands in the trip's bucket */
+#define BUCKET_MS (WINDOW_MS / 10u)
 #define ADV_BAD 150u  /* clock moved after the bad permits were taken */
 #define ADV_GOOD 10u  /* and after the good ones */
 #define HELD 16u      /* bad permits each worker reports at the crossing */
@@ -242,7 +247,7 @@ static int worker(void *arg)
     CHILD_CHECK(cb_acquire(b, &p) == CB_REJECTED);
     atomic_fetch_add(&s->kid[k->idx].rejected, 1);
     CHILD_CHECK(sync_at(s, SP_AFTER(0)));
-    CHILD_CHECK(sync_at(s, SP_AFTER(1))); /* the clock moved RESET_MS */
+    CHILD_CHECK(sync_at(s, SP_AFTER(1))); /* the clock moved past the reset timeout */
     cb_verdict v = cb_acquire(b, &p);
     CHILD_CHECK(v == CB_PROBE || v == CB_REJECTED);
     if (v == CB_PROBE) {
@@ -377,14 +382,14 @@ static void check_quiet(struct mp *s, cb_breaker *b, uint64_t good, uint64_t bad
     ck_assert_uint_eq(atomic_load(&s->nlog), 0);
 }
 
-static void run_rule(enum rule rule)
+static void run_rule(enum rule rule, uint32_t reset_ms)
 {
     struct mp *s = tl_shared(sizeof *s);
     s->rule = rule;
     snprintf(s->name, sizeof s->name, "%s", tl_unique_name(rule == RULE_FAILURE ? "mprate" : "mpslow"));
     s->clock = tl_clock_new(START_MS);
     cb_config cfg = {.failure_threshold = 1000000u,
-                     .reset_timeout_ms = RESET_MS,
+                     .reset_timeout_ms = reset_ms,
                      .minimum_calls = MIN_CALLS,
                      .window_ms = WINDOW_MS};
     if (rule == RULE_FAILURE) {
@@ -491,7 +496,10 @@ static void run_rule(enum rule rule)
 
     /* Recovery: one probe among all, its success restarts the window. */
     atomic_store(&s->reset_reached, 1);
-    tl_clock_advance(s->clock, RESET_MS);
+    uint64_t trip_ms = tl_clock_read(s->clock);
+    tl_clock_advance(s->clock, reset_ms);
+    int same_bucket = trip_ms / BUCKET_MS == (trip_ms + reset_ms) / BUCKET_MS;
+    ck_assert_int_eq(same_bucket, reset_ms == SHORT_RESET_MS);
     parent_sync(s, SP_AFTER(1));
     parent_sync(s, SP_AFTER(2));
     info_of(b, &info);
@@ -504,14 +512,16 @@ static void run_rule(enum rule rule)
     info_of(b, &info);
     ck_assert_int_eq(info.state, CB_CLOSED);
     ck_assert_uint_eq(info.generation, 3);
-    ck_assert_uint_eq(info.window_calls, 0);
-    ck_assert_uint_eq(info.window_failures, 0);
-    ck_assert_uint_eq(info.window_slow_calls, 0);
+    ck_assert_msg(info.window_calls == 0 && info.window_failures == 0 && info.window_slow_calls == 0,
+                  "closed by the probe %s the trip's bucket: the window shows %llu calls, %llu failures, %llu "
+                  "slow calls, expected none (calls counted before a close never count again)",
+                  same_bucket ? "in" : "after", (unsigned long long)info.window_calls,
+                  (unsigned long long)info.window_failures, (unsigned long long)info.window_slow_calls);
     ck_assert_uint_eq(info.history_len, 3);
     ck_assert_int_eq(info.history[0].reason, CB_REASON_PROBE_SUCCEEDED);
     ck_assert_int_eq(info.history[1].reason, CB_REASON_TIMEOUT);
     ck_assert_uint_eq(info.backoff_step, 0);
-    ck_assert_uint_eq(info.open_timeout_ms, RESET_MS);
+    ck_assert_uint_eq(info.open_timeout_ms, reset_ms);
     observer_catch_up(s);
     parent_sync(s, SP_AFTER(5));
     parent_sync(s, SP_AFTER(6));
@@ -552,10 +562,16 @@ static void run_rule(enum rule rule)
     ck_assert_int_eq(cb_unlink(s->name), 0);
 }
 
-START_TEST(test_failure_rate_mp) { run_rule(RULE_FAILURE); }
+START_TEST(test_failure_rate_mp) { run_rule(RULE_FAILURE, RESET_MS); }
 END_TEST
 
-START_TEST(test_slow_call_rate_mp) { run_rule(RULE_SLOW); }
+START_TEST(test_slow_call_rate_mp) { run_rule(RULE_SLOW, RESET_MS); }
+END_TEST
+
+/* The same, with a reset timeout shorter than a bucket: the probe closes
+ * the circuit in the bucket it tripped in, and the trip's failures must
+ * not count after the close. */
+START_TEST(test_close_in_trip_bucket_mp) { run_rule(RULE_FAILURE, SHORT_RESET_MS); }
 END_TEST
 
 static Suite *policies_mp_suite(void)
@@ -568,6 +584,10 @@ static Suite *policies_mp_suite(void)
     tc = tcase_create("slow-call-rate");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_slow_call_rate_mp);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("close-in-trip-bucket");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_close_in_trip_bucket_mp);
     suite_add_tcase(s, tc);
     return s;
 }
