@@ -1,8 +1,9 @@
 /*
- * breaker.c - the state machine: acquire, report, reset, trip.
+ * breaker.c - the state machine: acquire, report, reset, trip, modes.
  *
  * The whole circuit is one 64-bit state word (state_word.h): state,
- * generation, and a payload (failure count, trip time or probe lease).
+ * generation, and a payload (failure count, trip time or probe lease with
+ * the backoff step, or an operator mode).
  * Every change is one compare-and-swap on that word, computed from the
  * value the CAS expects; nothing else in the segment takes part in a
  * decision. Hence:
@@ -51,20 +52,52 @@
  * ring, written after a winning CAS, carry their own release/acquire pairs
  * (history.c) or are tagged with the generation they belong to.
  *
- * Transitions (g = generation, CAS from the left-hand word):
- *   acquire     OPEN(g,t), now-t >= reset       -> HALF_OPEN(g+1, now)  probe
- *               HALF_OPEN(g,FREE)               -> HALF_OPEN(g+1, now)  probe
- *               HALF_OPEN(g,l), now-l >= probe  -> HALF_OPEN(g+1, now)  probe
+ * Transitions (g = generation, CAS from the left-hand word; OPEN and
+ * HALF_OPEN carry the backoff step s beside the stamp; M(m, k, c) is an
+ * operator mode m with crossing marks k and failure count c):
+ *   acquire     OPEN(g,s,t), now-t >= period(s) -> HALF_OPEN(g+1, s, now)  probe
+ *               HALF_OPEN(g,s,FREE)             -> HALF_OPEN(g+1, s, now)  probe
+ *               HALF_OPEN(g,s,l), now-l >= probe -> HALF_OPEN(g+1, s, now) probe
+ *               M(DISABLED|METRICS_ONLY)         allowed, no change
+ *               M(FORCED_OPEN), M(0) (corrupt)   rejected, no change
  *   failure     CLOSED(g,c), c+1 <  threshold   -> CLOSED(g, c+1)
- *               CLOSED(g,c), c+1 >= threshold   -> OPEN(g+1, now)
- *               HALF_OPEN(g,l) of this probe    -> OPEN(g+1, now)
+ *               CLOSED(g,c), c+1 >= threshold   -> OPEN(g+1, 0, now)
+ *               HALF_OPEN(g,s,l) of this probe  -> OPEN(g+1, s', now)   backoff_step
  *   success     CLOSED(g,c>0)                   -> CLOSED(g, 0)
- *               HALF_OPEN(g,l) of this probe    -> CLOSED(g+1, 0)
- *   release     HALF_OPEN(g,l) of this probe    -> HALF_OPEN(g+1, FREE)
- *   reset       any(g)                          -> CLOSED(g+1, 0)
- *   trip        any(g)                          -> OPEN(g+1, now)
- *   refresh     OPEN(g,t) / HALF_OPEN(g,l) that this process just
- *               installed, clock moved on      -> same state (g, now)
+ *               HALF_OPEN(g,s,l) of this probe  -> CLOSED(g+1, 0)
+ *   rate        CLOSED(g, any c), after a report of generation g made a
+ *               rate rule true in the window    -> OPEN(g+1, 0, now)    rate_trip
+ *   release     HALF_OPEN(g,s,l) of this probe  -> HALF_OPEN(g+1, s, FREE)
+ *   reset       any(g) but a mode               -> CLOSED(g+1, 0)
+ *   trip        any(g) but a mode               -> OPEN(g+1, s or 0, now)
+ *   set_mode m  any(g) of another mode, m != NORMAL -> M(g+1, m, 0, 0)  set_mode
+ *               any(g) of another mode, m == NORMAL -> CLOSED(g+1, 0)   set_mode
+ *   in METRICS_ONLY, a report of generation g:
+ *               failure  M(g,k,c) -> M(g, k | threshold crossed if c+1 >=
+ *                        threshold, c+1)                      metrics_mark
+ *               success  M(g,k,c>0) -> M(g, k without threshold, 0)
+ *               rate rule true/false -> its mark set/cleared    metrics_mark
+ *               (a mark set announces a would-open event; DISABLED counts
+ *               the counters only)
+ *   refresh     OPEN(g,s,t) / HALF_OPEN(g,s,l) that this process just
+ *               installed, clock moved on      -> same state (g, s, now)
+ *
+ * period(s) = reset_timeout grown s times by the backoff multiplier, up to
+ * the cap (config.h); s' = s + 1 while backoff is on, s <
+ * CB_BACKOFF_STEPS_MAX and period(s) < the cap, else s. The step lives in
+ * the word, so every process computes the same period, and the CAS that
+ * ends a probe computes s' from the granted word: one failed probe, one
+ * step. A trip from CLOSED starts at step 0; a probe success, reset and
+ * NORMAL drop the step with the rest of the word.
+ *
+ * The window (window.c) is only the evidence: counting a report and
+ * summing the buckets change no decision by themselves. A rate trip is
+ * the one CAS from CLOSED of the report's generation (retried while only
+ * the count changed), so exactly one process trips and announces it; the
+ * window of the next CLOSED generation starts where its closer put the
+ * floor, so reports of an earlier generation never trip a later one.
+ * With every policy off, acquire and success read one more config word
+ * (CB_CF_POLICY) and do nothing else new.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -82,7 +115,6 @@ enum permit_kind { PERMIT_NONE = 0, PERMIT_CALL = 1, PERMIT_PROBE = 2 };
 #define PERMIT_KIND_MASK UINT64_C(3)
 #define PERMIT_STAMP_SHIFT 2u
 #define PERMIT_STAMP_MASK ((UINT64_C(1) << 30) - 1u)
-#define PERMIT_STAMP_BITS (PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT)
 _Static_assert(CB_SLOW_CALL_MS_MAX < (1u << 29), "a slow call is told from a wrapped stamp");
 
 enum report { REPORT_SUCCESS, REPORT_FAILURE, REPORT_RELEASE };
@@ -97,12 +129,17 @@ static void issue_permit(const cb_breaker *b, cb_permit *p, uint64_t word, unsig
 }
 
 /* A call permit's acquire stamp: the clock, only with CB_POLICY_SLOW. */
-static uint64_t call_stamp(const cb_breaker *b)
+static __attribute__((noinline)) uint64_t clock_stamp(const cb_breaker *b)
+{
+    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
+    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+}
+
+static inline __attribute__((always_inline)) uint64_t call_stamp(const cb_breaker *b)
 {
     if (likely(!(cb_config_value(b->seg, CB_CF_POLICY) & CB_POLICY_SLOW)))
         return 0;
-    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
-    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+    return clock_stamp(b);
 }
 
 static unsigned permit_kind(const cb_breaker *b, const cb_permit *p)
@@ -233,11 +270,16 @@ cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit)
             permit->opaque[0] = permit->opaque[1] = 0;
         return CB_REJECTED;
     }
+    struct cb_segment *seg = b->seg;
     unsigned stripe = cb_stripe_for(b);
-    uint64_t w = atomic_load_explicit(&b->seg->state, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&seg->state, memory_order_relaxed);
     if (likely(sw_state(w) == CB_CLOSED)) {
-        cb_count(b->seg, stripe, CB_C_ALLOWED);
-        issue_permit(b, permit, w, PERMIT_CALL, call_stamp(b));
+        uint32_t policy = cb_config_value(seg, CB_CF_POLICY);
+        cb_count(seg, stripe, CB_C_ALLOWED);
+        if (unlikely(policy & CB_POLICY_SLOW))
+            issue_permit(b, permit, w, PERMIT_CALL, clock_stamp(b));
+        else
+            issue_permit(b, permit, w, PERMIT_CALL, 0);
         return CB_ALLOWED;
     }
     return acquire_slow(b, permit, w, stripe);
@@ -369,6 +411,17 @@ static int report_metrics(cb_breaker *b, const cb_permit *p, enum report r, unsi
     return 1;
 }
 
+/* A report of CLOSED generation gen, applied to the word: count it in
+ * the window and trip if that made a rate rule true. */
+static void closed_window(cb_breaker *b, const cb_permit *p, enum report r, unsigned stripe, uint64_t gen,
+                          uint64_t now)
+{
+    struct cb_window_sums sums;
+    int rules = window_report(b, p, r, stripe, gen, 0, now, &sums);
+    if (rules > 0)
+        rate_trip(b, stripe, gen, (unsigned)rules, &sums, now);
+}
+
 /* A call admitted while CLOSED (or in DISABLED / METRICS_ONLY) reports
  * into the same generation only. */
 static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
@@ -425,12 +478,7 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
     cb_count(seg, stripe, r == REPORT_SUCCESS ? CB_C_SUCCESSES : CB_C_FAILURES);
     if (likely(!(cfg(b, CB_CF_POLICY) & CB_POLICY_WINDOW)))
         return;
-    /* The report counted in generation issued_gen: now the window. */
-    struct cb_window_sums sums;
-    now = cb_clock_now(b);
-    int rules = window_report(b, p, r, stripe, issued_gen, 0, now, &sums);
-    if (rules > 0)
-        rate_trip(b, stripe, issued_gen, (unsigned)rules, &sums, now);
+    closed_window(b, p, r, stripe, issued_gen, cb_clock_now(b));
 }
 
 /* A probe reports by one CAS from exactly the word that granted it. */
@@ -500,17 +548,32 @@ static __attribute__((noinline)) void report(cb_breaker *b, cb_permit *p, enum r
     p->opaque[0] = p->opaque[1] = 0;
 }
 
+/* cb_success's fast path with a window policy on: what report() would
+ * do for a current CLOSED permit with count 0 (no CAS), without decoding
+ * it again. The window is summed only if this call was slow or a failure
+ * or slow call is in the window. */
+static __attribute__((noinline)) void success_windowed(cb_breaker *b, cb_permit *p)
+{
+    unsigned stripe = cb_stripe_for(b);
+    cb_count(b->seg, stripe, CB_C_SUCCESSES);
+    closed_window(b, p, REPORT_SUCCESS, stripe, sw_gen(p->opaque[0]), cb_clock_now(b));
+    p->opaque[0] = p->opaque[1] = 0;
+}
+
 void cb_success(cb_breaker *b, cb_permit *permit)
 {
     /* Healthy path: a call permit whose word is still current (CLOSED,
-     * same generation, count 0), with every policy off, only counts and
-     * is consumed; report() would decide the same after decoding the kind
-     * and both generations. */
-    if (likely(b && permit &&
-               (permit->opaque[1] & ~PERMIT_STAMP_BITS) == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
+     * same generation, count 0) only counts and is consumed, with every
+     * policy off; report() would decide the same after decoding the kind
+     * and both generations. A permit with an acquire stamp (CB_POLICY_SLOW
+     * was on) fails the first test and takes report(), which reads it. */
+    if (likely(b && permit && permit->opaque[1] == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
                sw_payload(permit->opaque[0]) == 0 &&
-               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
-               cb_config_value(b->seg, CB_CF_POLICY) == 0)) {
+               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed))) {
+        if (unlikely(cb_config_value(b->seg, CB_CF_POLICY) != 0)) {
+            success_windowed(b, permit);
+            return;
+        }
         cb_count(b->seg, cb_stripe_for(b), CB_C_SUCCESSES);
         permit->opaque[0] = permit->opaque[1] = 0;
         return;
