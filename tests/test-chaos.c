@@ -60,11 +60,25 @@
  *  6. Every child's exit status: killed ones must have died of SIGKILL,
  *     all others exited 0.
  *
+ * The chaos runs twice (tcases "chaos" and "chaos-policies"), each for
+ * half of the duration: once with the consecutive-failure threshold only,
+ * once with the policies of issue 10 on as well: a failure-rate rule
+ * (50% of at least 20 calls in a 200 ms window), a slow-call rule (5% of
+ * calls slower than 8 ms, timed on the stalling clock), threshold 8, and
+ * backoff x2 per failed probe from 5 ms up to 40 ms. Invariants 1-6 hold
+ * in both; the wedge watch takes each OPEN word's timeout from its
+ * backoff step, and every snapshot checks that step against the period
+ * the test computes itself (cb_info.open_timeout_ms, step 0 and the bare
+ * reset timeout while CLOSED). The quiescent phase turns the rate rules
+ * off (its K*M failures would trip them) and restores them after. The
+ * policies run must have tripped by failure rate and backed off at least
+ * once.
+ *
  * It prints how many processes were killed (by phase), calls made,
  * transitions seen (by the workers' listeners) and the observers' figures.
  *
- * Duration: CHAOS_DEFAULT_SECONDS, or CB_CHAOS_SECONDS=N in the
- * environment, or `test-chaos --seconds N` (with meson:
+ * Duration (both runs together): CHAOS_DEFAULT_SECONDS, or
+ * CB_CHAOS_SECONDS=N in the environment, or `test-chaos --seconds N` (with meson:
  * meson test chaos --test-args='--seconds 300' -t 10). CB_CHAOS_SEED=N
  * fixes the random choices (the interleavings stay the machine's).
  */
@@ -98,6 +112,15 @@
 #define THRESHOLD 3u
 #define RESET_MS 5u
 #define PROBE_MS 20u
+/* The policies run (issue 10): rate rules on a short window, backoff. */
+#define POL_THRESHOLD 8u   /* higher, so that the rate rule often fires first */
+#define POL_RATE 50u
+#define POL_MIN_CALLS 20u
+#define POL_WINDOW_MS 200u  /* buckets of 20 ms */
+#define POL_SLOW_MS 8u
+#define POL_SLOW_RATE 5u
+#define POL_BACKOFF 200u    /* 5, 10, 20, 40 ms */
+#define POL_MAX_RESET_MS 40u
 #define QUIET_K 8u          /* quiescent phase: K workers x M failures */
 #define QUIET_M 500u
 #define STOP_WAIT_MS 30000u /* workers must all exit within this after stop */
@@ -132,7 +155,8 @@ struct chaos {
     _Atomic uint32_t fail_permille; /* the dependency's current failure rate */
     _Atomic uint64_t lull_until;    /* fine ms: no calls before (callers pause) */
     _Atomic uint64_t acq_begun, acq_done;
-    _Atomic uint64_t trans[7]; /* listener calls, by cb_reason */
+    cb_config resolved;              /* cfg as stored (zero fields resolved) */
+    _Atomic uint64_t trans[10]; /* listener calls, by cb_reason */
     _Atomic uint64_t worker_errors;
     _Atomic int msg_taken;
     char msg[512];
@@ -212,7 +236,7 @@ static uint64_t stalling_clock(void *ctx)
 static void counting_listener(const cb_event *ev, void *ctx)
 {
     (void)ctx;
-    if ((unsigned)ev->transition.reason < 7)
+    if ((unsigned)ev->transition.reason < 10)
         atomic_fetch_add(&C->trans[ev->transition.reason], 1);
 }
 
@@ -363,6 +387,8 @@ struct totals {
     uint64_t max_past_deadline_ms;
     uint64_t dead_holder_episodes, dead_holder_max_ms;
     uint64_t inspections;
+    uint64_t max_step;       /* highest backoff step seen */
+    uint64_t backed_off;     /* OPEN words seen with a step > 0 */
 };
 
 struct ctl {
@@ -560,7 +586,7 @@ static void do_kill(struct ctl *k, uint64_t now)
         while (v < 0 && po_fine_ms() < until) {
             sleep_us(200);
             po_scan_all(PO);
-            watch_word(k, &C->cfg);
+            watch_word(k, &C->resolved);
             v = pick_victim(k, kind);
         }
     }
@@ -608,6 +634,35 @@ static void check_counters_monotonic(struct ctl *k, const cb_counters *c)
     k->last = *c;
 }
 
+/* Every field that cb_open compares (all but mode and flags). */
+static int same_policy_config(const cb_config *a, const cb_config *b)
+{
+    return a->failure_threshold == b->failure_threshold && a->reset_timeout_ms == b->reset_timeout_ms &&
+           a->probe_timeout_ms == b->probe_timeout_ms && a->failure_rate == b->failure_rate &&
+           a->minimum_calls == b->minimum_calls && a->window_ms == b->window_ms &&
+           a->slow_call_ms == b->slow_call_ms && a->slow_call_rate == b->slow_call_rate &&
+           a->backoff_multiplier_pct == b->backoff_multiplier_pct &&
+           a->max_reset_timeout_ms == b->max_reset_timeout_ms;
+}
+
+/* The open period after `step` failed probes, computed here from the
+ * header's rule: reset_timeout, then each step times the multiplier, up
+ * to the cap (max(max_reset_timeout, reset_timeout)); 0 or 100: off. */
+static uint64_t open_period(const cb_config *cfg, unsigned step)
+{
+    uint64_t p = cfg->reset_timeout_ms;
+    uint64_t cap = cfg->max_reset_timeout_ms > p ? cfg->max_reset_timeout_ms : p;
+    uint32_t mult = cfg->backoff_multiplier_pct;
+    if (mult == 0 || mult == 100)
+        return p;
+    for (unsigned i = 0; i < step && p < cap; i++) {
+        p = p * mult / 100u;
+        if (p > cap)
+            p = cap;
+    }
+    return p;
+}
+
 /* Invariant 3: the segment, as any reader sees it. */
 static void check_segment(struct ctl *k, const cb_config *cfg)
 {
@@ -621,11 +676,11 @@ static void check_segment(struct ctl *k, const cb_config *cfg)
     if (info.layout_version != CB_LAYOUT_VERSION || info.segment_size != CB_SEGMENT_SIZE)
         ctl_fail(k, "cb_inspect: layout version %u, size %llu", info.layout_version,
                  (unsigned long long)info.segment_size);
-    if (info.config.failure_threshold != cfg->failure_threshold ||
-        info.config.reset_timeout_ms != cfg->reset_timeout_ms ||
-        info.config.probe_timeout_ms != cfg->probe_timeout_ms)
-        ctl_fail(k, "cb_inspect: config %u/%u/%u", info.config.failure_threshold, info.config.reset_timeout_ms,
-                 info.config.probe_timeout_ms);
+    if (!same_policy_config(&info.config, cfg))
+        ctl_fail(k, "cb_inspect: config %u/%u/%u, policies %u/%u/%u/%u/%u/%u/%u", info.config.failure_threshold,
+                 info.config.reset_timeout_ms, info.config.probe_timeout_ms, info.config.failure_rate,
+                 info.config.minimum_calls, info.config.window_ms, info.config.slow_call_ms,
+                 info.config.slow_call_rate, info.config.backoff_multiplier_pct, info.config.max_reset_timeout_ms);
     if (info.state > CB_HALF_OPEN)
         ctl_fail(k, "cb_inspect: state %d", (int)info.state);
     char path[256];
@@ -663,6 +718,15 @@ static void watch_word(struct ctl *k, const cb_config *cfg)
      * breaker.c, refresh_stamp), and the timeout runs from the new stamp. */
     uint64_t word = atomic_load_explicit(&k->b->seg->state, memory_order_relaxed);
     uint64_t now = po_coarse_ms();
+    /* The open period follows the backoff step (one value of the word). */
+    unsigned step = info.state == CB_CLOSED ? 0u : info.backoff_step;
+    uint64_t period = open_period(cfg, step);
+    if (info.backoff_step > CB_BACKOFF_STEPS_MAX || (info.state == CB_CLOSED && info.backoff_step != 0) ||
+        info.open_timeout_ms != period)
+        ctl_fail(k, "%s with backoff step %u: open period %llu ms, expected %llu", cb_state_name(info.state),
+                 info.backoff_step, (unsigned long long)info.open_timeout_ms, (unsigned long long)period);
+    if (step > k->t.max_step)
+        k->t.max_step = step;
     if (k->tracking && info.state == k->st && info.generation == k->gen && word == k->word) {
         if (!k->have_D && now >= k->deadline) {
             atomic_thread_fence(memory_order_seq_cst);
@@ -693,48 +757,63 @@ static void watch_word(struct ctl *k, const cb_config *cfg)
         }
     }
     k->tracking = info.state != CB_CLOSED;
+    if (info.state == CB_OPEN && step > 0)
+        k->t.backed_off++;
     k->st = info.state;
     k->gen = info.generation;
     k->word = word;
     k->first_seen = now;
     k->deadline =
-        now + (info.state == CB_OPEN ? cfg->reset_timeout_ms : cfg->probe_timeout_ms) + k->tick;
+        now + (info.state == CB_OPEN ? period : cfg->probe_timeout_ms) + k->tick;
     k->have_D = 0;
     k->holder_killed_at = 0;
 }
 
 static void add_trans_report(char *buf, size_t size)
 {
-    static const char *const r[7] = {"threshold", "reset_timeout", "probe_succeeded", "probe_failed",
-                                     "lease_expired", "reset", "trip"};
+    static const char *const r[10] = {"threshold", "reset_timeout", "probe_succeeded", "probe_failed",
+                                      "lease_expired", "reset", "trip", "failure_rate",
+                                      "slow_call_rate", "mode"};
     size_t n = 0;
-    for (unsigned i = 0; i < 7 && n < size; i++)
+    for (unsigned i = 0; i < 10 && n < size; i++)
         n += (size_t)snprintf(buf + n, size - n, "%s%s %llu", i ? ", " : "", r[i],
                               (unsigned long long)atomic_load(&C->trans[i]));
 }
 
-START_TEST(test_chaos)
+/* One chaos run of `seconds` on a new circuit with cfg. */
+static void run_chaos(const cb_config *cfg, unsigned seconds)
 {
     static struct ctl ctl; /* static: a forked worker's heap holds nothing only the stack knew */
     struct ctl *k = &ctl;
+    memset(k, 0, sizeof *k); /* CK_FORK=no runs both in one process */
     C = tl_shared(sizeof *C);
     PO = tl_shared(po_size(MAX_POS));
     po_init(PO, MAX_POS, PROBE_MS);
     snprintf(C->name, sizeof C->name, "%s", tl_unique_name("chaos"));
-    C->cfg = (cb_config){.failure_threshold = THRESHOLD, .reset_timeout_ms = RESET_MS, .probe_timeout_ms = PROBE_MS};
+    C->cfg = *cfg;
     atomic_store(&C->fail_permille, 300);
     int rc = cb_open(C->name, &C->cfg, &k->b);
     ck_assert_msg(rc == CB_CREATED, "cb_open: %d (%s)", rc, rc < 0 ? cb_strerror(rc) : "");
+    cb_info info;
+    ck_assert_int_eq(cb_get_info(k->b, &info), 0);
+    C->resolved = info.config;
+    const cb_config *rcfg = &C->resolved;
     k->rng = chaos_seed;
     k->tick = clock_tick_ms();
     k->t_start = po_fine_ms();
-    uint64_t end = k->t_start + (uint64_t)chaos_seconds * 1000u;
+    uint64_t end = k->t_start + (uint64_t)seconds * 1000u;
     uint64_t next_kill = k->t_start + 20, next_op = k->t_start + 200, next_health = k->t_start + 500,
              next_inspect = k->t_start, next_lull = k->t_start + 300;
     printf("chaos: circuit %s, threshold %u, reset %u ms, probe lease %u ms (clock tick %llu ms), "
            "%u workers alive, %u s, seed %llu\n",
-           C->name, THRESHOLD, RESET_MS, PROBE_MS, (unsigned long long)k->tick, ALIVE, chaos_seconds,
-           (unsigned long long)chaos_seed);
+           C->name, rcfg->failure_threshold, rcfg->reset_timeout_ms, rcfg->probe_timeout_ms,
+           (unsigned long long)k->tick, ALIVE, seconds, (unsigned long long)chaos_seed);
+    if (rcfg->failure_rate || rcfg->slow_call_ms || rcfg->backoff_multiplier_pct)
+        printf("chaos: policies: failure rate %u%%, slow calls (> %u ms) %u%%, of >= %u calls in %u ms; "
+               "backoff x%u.%02u up to %u ms\n",
+               rcfg->failure_rate, rcfg->slow_call_ms, rcfg->slow_call_rate, rcfg->minimum_calls, rcfg->window_ms,
+               rcfg->backoff_multiplier_pct / 100u, rcfg->backoff_multiplier_pct % 100u,
+               rcfg->max_reset_timeout_ms);
     fflush(stdout);
 
     /* ---- chaos ---- */
@@ -748,7 +827,7 @@ START_TEST(test_chaos)
             if (k->pos[i].state == POS_EMPTY)
                 spawn(k, i);
         po_scan_all(PO);
-        watch_word(k, &C->cfg);
+        watch_word(k, &C->resolved);
         check_hangs(k);
         if (now >= next_kill) {
             do_kill(k, now);
@@ -770,7 +849,7 @@ START_TEST(test_chaos)
             next_lull = now + 300 + rnd(&k->rng, 600);
         }
         if (now >= next_inspect) {
-            check_segment(k, &C->cfg);
+            check_segment(k, &C->resolved);
             next_inspect = now + 50;
         }
         sleep_us(200 + rnd(&k->rng, 600));
@@ -783,7 +862,7 @@ START_TEST(test_chaos)
     while (alive_count(k) > 0 && po_fine_ms() < stop_deadline) {
         reap_all(k, 0);
         po_scan_all(PO);
-        watch_word(k, &C->cfg);
+        watch_word(k, &C->resolved);
         sleep_us(1000);
     }
     if (alive_count(k) > 0) {
@@ -796,9 +875,8 @@ START_TEST(test_chaos)
         while (alive_count(k) > 0)
             reap_all(k, 1);
     }
-    check_segment(k, &C->cfg);
+    check_segment(k, &C->resolved);
 
-    cb_info info;
     ck_assert_int_eq(cb_get_info(k->b, &info), 0);
     cb_counters c = info.counters;
     uint64_t calls = atomic_load(&C->acq_done);
@@ -835,6 +913,9 @@ START_TEST(test_chaos)
            (unsigned long long)k->t.episodes, (unsigned long long)k->t.episodes_evidenced,
            (unsigned long long)k->t.max_past_deadline_ms, (unsigned long long)k->t.dead_holder_episodes,
            (unsigned long long)k->t.dead_holder_max_ms, (unsigned long long)k->t.inspections);
+    printf("chaos: backoff: %llu OPEN words with a step > 0, highest step %llu (open period %llu ms)\n",
+           (unsigned long long)k->t.backed_off, (unsigned long long)k->t.max_step,
+           (unsigned long long)open_period(rcfg, (unsigned)k->t.max_step));
     fflush(stdout);
 
     ck_assert_msg(atomic_load(&PO->violations) == 0, "%s", PO->msg);
@@ -867,13 +948,17 @@ START_TEST(test_chaos)
     ck_assert_msg(c.allowed >= lib_reports, "more reports than permits");
 
     /* Non-vacuity: the run really did what it claims. */
-    ck_assert_msg(k->t.killed >= (uint64_t)chaos_seconds * 5u, "only %llu kills in %u s",
-                  (unsigned long long)k->t.killed, chaos_seconds);
+    ck_assert_msg(k->t.killed >= (uint64_t)seconds * 5u, "only %llu kills in %u s",
+                  (unsigned long long)k->t.killed, seconds);
     ck_assert_msg(k->t.killed_holders_confirmed > 0, "no probe holder was killed");
     ck_assert_msg(atomic_load(&PO->pairs_checked) > 0, "the probe observer never judged a pair");
     ck_assert_msg(k->t.episodes_evidenced > 0, "the wedge watch never saw a word outlive its timeout");
     ck_assert_uint_gt(c.trips, 0);
     ck_assert_uint_gt(c.late, 0);
+    if (rcfg->failure_rate)
+        ck_assert_msg(atomic_load(&C->trans[CB_REASON_FAILURE_RATE]) > 0, "no trip by the failure rate");
+    if (rcfg->backoff_multiplier_pct > 100u)
+        ck_assert_msg(k->t.backed_off > 0, "no OPEN word with a backoff step was seen");
 
     /* ---- invariant 5: quiescent, exact failure counting ---- */
     for (unsigned i = 0; i < MAX_POS; i++)
@@ -883,6 +968,8 @@ START_TEST(test_chaos)
     po_op_end(PO);
     cb_config big = C->cfg;
     big.failure_threshold = QUIET_K * QUIET_M + 1u;
+    big.failure_rate = 0; /* off: K*M failures would trip them */
+    big.slow_call_ms = 0;
     cb_breaker *bq;
     ck_assert_int_eq(cb_open(C->name, &big, &bq), CB_CONFIG_UPDATED);
     cb_info q0, q1;
@@ -926,11 +1013,11 @@ START_TEST(test_chaos)
     /* The original config back; the circuit still recovers. */
     cb_close(bq);
     ck_assert_int_eq(cb_open(C->name, &C->cfg, &bq), CB_CONFIG_UPDATED);
-    tl_sleep_ms(RESET_MS + 2u * (unsigned)k->tick + 20u);
+    tl_sleep_ms(rcfg->reset_timeout_ms + 2u * (unsigned)k->tick + 20u);
     ck_assert_int_eq(cb_acquire(bq, &p), CB_PROBE);
     cb_success(bq, &p);
     ck_assert_int_eq(cb_get_state(bq), CB_CLOSED);
-    check_segment(k, &C->cfg);
+    check_segment(k, &C->resolved);
     ck_assert_msg(!k->fail[0], "%s", k->fail);
     ck_assert_int_eq(cb_get_info(bq, &info), 0);
     c = info.counters;
@@ -938,6 +1025,31 @@ START_TEST(test_chaos)
     cb_close(bq);
     cb_close(k->b);
     ck_assert_int_eq(cb_unlink(C->name), 0);
+}
+
+/* Each run gets half of the duration. */
+static unsigned run_seconds(void) { return chaos_seconds > 1 ? chaos_seconds / 2 : 1; }
+
+START_TEST(test_chaos)
+{
+    const cb_config cfg = {.failure_threshold = THRESHOLD, .reset_timeout_ms = RESET_MS, .probe_timeout_ms = PROBE_MS};
+    run_chaos(&cfg, run_seconds());
+}
+END_TEST
+
+START_TEST(test_chaos_policies)
+{
+    const cb_config cfg = {.failure_threshold = POL_THRESHOLD,
+                           .reset_timeout_ms = RESET_MS,
+                           .probe_timeout_ms = PROBE_MS,
+                           .failure_rate = POL_RATE,
+                           .minimum_calls = POL_MIN_CALLS,
+                           .window_ms = POL_WINDOW_MS,
+                           .slow_call_ms = POL_SLOW_MS,
+                           .slow_call_rate = POL_SLOW_RATE,
+                           .backoff_multiplier_pct = POL_BACKOFF,
+                           .max_reset_timeout_ms = POL_MAX_RESET_MS};
+    run_chaos(&cfg, run_seconds());
 }
 END_TEST
 
@@ -1000,8 +1112,12 @@ static Suite *chaos_suite(void)
     tcase_add_test(tc, test_observer_rule);
     suite_add_tcase(s, tc);
     tc = tcase_create("chaos");
-    tcase_set_timeout(tc, (double)chaos_seconds + 180.0);
+    tcase_set_timeout(tc, (double)run_seconds() + 180.0);
     tcase_add_test(tc, test_chaos);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("chaos-policies");
+    tcase_set_timeout(tc, (double)run_seconds() + 180.0);
+    tcase_add_test(tc, test_chaos_policies);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -35,7 +35,9 @@
 #define CBB_MAX_PLIST 16
 
 enum impl { IMPL_OURS, IMPL_PRIVATE, IMPL_MUTEX, IMPL_REDIS, IMPL_COUNT };
-enum scenario { SC_HEALTHY, SC_REJECTED, SC_FAILING, SC_COUNT };
+/* SC_HEALTHY_POL: healthy with the rate policies on (issue 10); measured
+ * in the same rounds as SC_HEALTHY, by the implementations that have them. */
+enum scenario { SC_HEALTHY, SC_HEALTHY_POL, SC_REJECTED, SC_FAILING, SC_COUNT };
 enum storm_clock { STORM_INJECTED, STORM_COARSE, STORM_CLOCK_COUNT };
 
 struct options {
@@ -51,6 +53,7 @@ struct options {
     int host_shm;           /* use the host's /dev/shm, not a private tmpfs */
     const char *redis_host; /* NULL: no Redis baseline */
     int redis_port;
+    unsigned scenarios;     /* bit (1 << sc) set: run scenario sc */
     int nplist;             /* process counts to run */
     int plist[CBB_MAX_PLIST];
     int cpus;               /* CPUs this process may run on */
@@ -108,6 +111,8 @@ long scenario_loop(struct circuit *c, enum scenario sc, long n);
 void scenario_prepare(struct circuit *c, enum scenario sc);
 /* The config sc's circuit is opened with. */
 cb_config scenario_config(enum scenario sc);
+/* Does impl run scenario sc? (mutex and redis have no policies) */
+int scenario_runs(enum scenario sc, enum impl impl);
 
 /* ---- harness.c ------------------------------------------------------ */
 
@@ -210,7 +215,7 @@ struct report {
     struct storm_result *storms;
     int nstorms;
     struct scale_result scale;
-    struct probe_result probes[12];
+    struct probe_result probes[16];
     int nprobes;
 };
 

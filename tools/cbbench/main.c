@@ -2,16 +2,19 @@
  * main.c - cbbench: options, and the order of a run.
  *
  *   cbbench [--rounds N] [--calls N] [--warmup N] [--procs 1,2,4] [--pin]
+ *           [--scenarios healthy,rejected,failing]
  *           [--redis HOST:PORT] [--redis-calls N] [--storm-rounds N]
  *           [--scale-circuits N] [--no-scale] [--host-shm] [--callgrind]
  *           [--callgrind-only] [--quick] [--json] [--json-file PATH]
- *   cbbench --probe healthy|rejected|failing --impl ours|private|mutex
+ *   cbbench --probe healthy|healthy-pol|rejected|failing --impl ours|private|mutex
  *           --calls N                  (one loop in-process, for callgrind)
  *
  * A run: for each scenario (healthy, rejected, failing) and each process
  * count P, open one circuit per implementation, then for each round
  * measure every implementation in turn, so that noise on the machine
- * lands on all of them alike; then the half-open storms, the scale
+ * lands on all of them alike (healthy with the policies on, healthy-pol,
+ * is measured in healthy's rounds, right after the same implementation
+ * with them off, so the two are side by side); then the half-open storms, the scale
  * section, and (--callgrind) the instruction counts. Progress goes to
  * stderr; the table (or --json) to stdout.
  */
@@ -35,6 +38,8 @@ static void usage(FILE *f)
             "  --warmup N          untimed calls before the start barrier (default calls/10)\n"
             "  --procs LIST        process counts, e.g. 1,2,4 (default 1..CPUs and 2 x CPUs)\n"
             "  --pin               pin process i to CPU i mod CPUs\n"
+            "  --scenarios LIST    scenarios to time, e.g. healthy (default healthy,rejected,failing;\n"
+            "                      healthy brings healthy-pol, the same with the policies on)\n"
             "  --redis HOST:PORT   add the Redis baseline (needs hiredis at build time)\n"
             "  --redis-calls N     calls per process per round for Redis (default 20000)\n"
             "  --storm-rounds N    rounds of each half-open storm (default 20)\n"
@@ -113,6 +118,18 @@ static void parse_plist(struct options *o, const char *s)
         exit(2);
 }
 
+static unsigned parse_scenarios(const char *s)
+{
+    unsigned mask = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        mask |= 1u << lookup(t, scenario_name_i, SC_COUNT);
+    free(copy);
+    if (mask & (1u << SC_HEALTHY_POL)) /* measured beside healthy */
+        mask |= 1u << SC_HEALTHY;
+    return mask;
+}
+
 static void parse_redis(struct options *o, const char *s)
 {
     const char *colon = strrchr(s, ':');
@@ -127,7 +144,7 @@ static void parse_redis(struct options *o, const char *s)
 int main(int argc, char **argv)
 {
     struct options o = {.rounds = 5, .storm_rounds = 20, .calls = 2000000, .warmup = -1,
-                        .redis_calls = 20000, .scale = 1, .scale_circuits = 10000};
+                        .redis_calls = 20000, .scale = 1, .scale_circuits = 10000, .scenarios = ~0u};
     const char *json_file = NULL;
     int callgrind = 0, probe_sc = -1, probe_impl = IMPL_OURS, plist_given = 0;
     find_cpus(&o);
@@ -146,6 +163,8 @@ int main(int argc, char **argv)
             parse_plist(&o, VALUE()), plist_given = 1;
         else if (!strcmp(a, "--pin"))
             o.pin = 1;
+        else if (!strcmp(a, "--scenarios"))
+            o.scenarios = parse_scenarios(VALUE());
         else if (!strcmp(a, "--redis"))
             parse_redis(&o, VALUE());
         else if (!strcmp(a, "--redis-calls"))
@@ -207,28 +226,46 @@ int main(int argc, char **argv)
     if (callgrind == 2)
         o.scale = o.storm_rounds = 0;
     for (int sc = 0; sc < SC_COUNT && !failed && callgrind != 2; sc++) {
-        cb_config cfg = scenario_config((enum scenario)sc);
-        struct circuit *c[IMPL_COUNT] = {0};
-        for (int i = 0; i < nimpl && !failed; i++)
-            failed = circuit_open((enum impl)i, scenario_name((enum scenario)sc), &cfg, NULL, &o, &c[i]) != 0;
+        /* A group of scenarios measured in the same rounds: healthy and
+         * healthy-pol, else the scenario alone. */
+        if (sc == SC_HEALTHY_POL || !(o.scenarios & (1u << sc)))
+            continue;
+        enum scenario group[2] = {(enum scenario)sc, SC_HEALTHY_POL};
+        int ng = sc == SC_HEALTHY ? 2 : 1;
+        struct circuit *c[2][IMPL_COUNT] = {{0}};
+        for (int g = 0; g < ng; g++) {
+            cb_config cfg = scenario_config(group[g]);
+            for (int i = 0; i < nimpl && !failed; i++)
+                if (scenario_runs(group[g], (enum impl)i))
+                    failed = circuit_open((enum impl)i, scenario_name(group[g]), &cfg, NULL, &o, &c[g][i]) != 0;
+        }
         for (int p = 0; p < o.nplist && !failed; p++) {
-            struct measurement *m = &r.m[r.nm];
-            for (int i = 0; i < nimpl; i++)
-                m[i] = (struct measurement){.sc = (enum scenario)sc, .impl = (enum impl)i, .procs = o.plist[p]};
-            r.nm += nimpl;
-            fprintf(stderr, "cbbench: %s, %d process%s:", scenario_name((enum scenario)sc), o.plist[p],
-                    o.plist[p] > 1 ? "es" : "");
+            struct measurement *m[2][IMPL_COUNT] = {{0}};
+            for (int g = 0; g < ng; g++)
+                for (int i = 0; i < nimpl; i++)
+                    if (c[g][i]) {
+                        m[g][i] = &r.m[r.nm++];
+                        *m[g][i] = (struct measurement){.sc = group[g], .impl = (enum impl)i,
+                                                        .procs = o.plist[p]};
+                    }
+            fprintf(stderr, "cbbench: %s%s, %d process%s:", scenario_name(group[0]),
+                    ng > 1 ? " (policies off and on)" : "", o.plist[p], o.plist[p] > 1 ? "es" : "");
             for (int round = 0; round < o.rounds && !failed; round++) {
                 for (int i = 0; i < nimpl && !failed; i++)
-                    failed = measure_round(c[i], &m[i], &o, rs) != 0;
+                    for (int g = 0; g < ng && !failed; g++)
+                        if (m[g][i])
+                            failed = measure_round(c[g][i], m[g][i], &o, rs) != 0;
                 fprintf(stderr, " %d", round + 1);
             }
             fprintf(stderr, "\n");
-            for (int i = 0; i < nimpl; i++)
-                stats_fill(&m[i]);
+            for (int g = 0; g < ng; g++)
+                for (int i = 0; i < nimpl; i++)
+                    if (m[g][i])
+                        stats_fill(m[g][i]);
         }
-        for (int i = 0; i < nimpl; i++)
-            circuit_close(c[i]);
+        for (int g = 0; g < ng; g++)
+            for (int i = 0; i < nimpl; i++)
+                circuit_close(c[g][i]);
     }
 
     for (int clock = 0; clock < STORM_CLOCK_COUNT && !failed && o.storm_rounds > 0; clock++)

@@ -53,6 +53,7 @@ static void check_counts(struct measurement *m, const cb_counters *before, const
     const char *why = NULL;
     switch (m->sc) {
     case SC_HEALTHY:
+    case SC_HEALTHY_POL:
         if (allowed != total || successes != total || state != CB_CLOSED)
             why = "allowed/successes do not add up";
         break;

@@ -110,6 +110,8 @@ int callgrind_run(const char *self, struct report *r)
         {IMPL_OURS, SC_HEALTHY, {"cb_acquire", 0}, "ours healthy: inside cb_acquire"},
         {IMPL_OURS, SC_HEALTHY, {"cb_success", 0}, "ours healthy: inside cb_success"},
         {IMPL_OURS, SC_REJECTED, {0}, "ours rejected: acquire, whole loop iteration"},
+        {IMPL_OURS, SC_HEALTHY_POL, {0}, "ours healthy-pol: acquire+success, policies on, whole loop"},
+        {IMPL_OURS, SC_HEALTHY_POL, {"cb_acquire", "cb_success"}, "ours healthy-pol: inside cb_acquire+cb_success"},
         {IMPL_OURS, SC_FAILING, {0}, "ours failing: acquire+failure, whole loop iteration"},
         {IMPL_PRIVATE, SC_HEALTHY, {0}, "private healthy: acquire+success, whole loop iteration"},
         {IMPL_MUTEX, SC_HEALTHY, {0}, "mutex healthy: acquire+success, whole loop iteration"},

@@ -3,6 +3,10 @@
  * implementation.
  *
  *   healthy   acquire + success on a CLOSED circuit (expect CB_ALLOWED)
+ *   healthy-pol  the same with the policies of issue 10 on: failure rate
+ *             50% and slow calls (> 1 s: none are), so acquire reads the
+ *             clock and success counts in the window (ours and private
+ *             only: the baselines have no policies)
  *   rejected  acquire on an OPEN circuit whose reset timeout is an hour
  *             away (expect CB_REJECTED): the short-circuit path
  *   failing   acquire + failure on a CLOSED circuit whose threshold is
@@ -22,7 +26,7 @@
 
 #define LOOP __attribute__((noinline))
 
-static const char *const names[SC_COUNT] = {"healthy", "rejected", "failing"};
+static const char *const names[SC_COUNT] = {"healthy", "healthy-pol", "rejected", "failing"};
 
 const char *scenario_name(enum scenario sc) { return names[sc]; }
 
@@ -33,7 +37,16 @@ cb_config scenario_config(enum scenario sc)
         cfg.reset_timeout_ms = 3600000; /* stays OPEN for the whole run */
     if (sc == SC_FAILING)
         cfg.failure_threshold = UINT32_MAX; /* never trips */
+    if (sc == SC_HEALTHY_POL) {
+        cfg.failure_rate = 50;
+        cfg.slow_call_ms = 1000;
+    }
     return cfg;
+}
+
+int scenario_runs(enum scenario sc, enum impl impl)
+{
+    return sc != SC_HEALTHY_POL || impl == IMPL_OURS || impl == IMPL_PRIVATE;
 }
 
 void scenario_prepare(struct circuit *c, enum scenario sc)
@@ -126,7 +139,7 @@ static LOOP long rd_loop(struct rd_circuit *r, enum scenario sc, long n)
         uint64_t p;
         cb_verdict v = rd_acquire(r, &p);
         bad += v != (sc == SC_REJECTED ? CB_REJECTED : CB_ALLOWED);
-        if (sc == SC_HEALTHY)
+        if (sc == SC_HEALTHY || sc == SC_HEALTHY_POL)
             rd_success(r, p);
         else if (sc == SC_FAILING)
             rd_failure(r, p);
@@ -139,13 +152,13 @@ long scenario_loop(struct circuit *c, enum scenario sc, long n)
     switch (c->impl) {
     case IMPL_OURS:
     case IMPL_PRIVATE:
-        return sc == SC_HEALTHY    ? cb_loop_healthy(c->cb, n)
-               : sc == SC_REJECTED ? cb_loop_rejected(c->cb, n)
-                                   : cb_loop_failing(c->cb, n);
+        return sc == SC_HEALTHY || sc == SC_HEALTHY_POL ? cb_loop_healthy(c->cb, n)
+               : sc == SC_REJECTED                      ? cb_loop_rejected(c->cb, n)
+                                                        : cb_loop_failing(c->cb, n);
     case IMPL_MUTEX:
-        return sc == SC_HEALTHY    ? mx_loop_healthy(c->mx, n)
-               : sc == SC_REJECTED ? mx_loop_rejected(c->mx, n)
-                                   : mx_loop_failing(c->mx, n);
+        return sc == SC_HEALTHY || sc == SC_HEALTHY_POL ? mx_loop_healthy(c->mx, n)
+               : sc == SC_REJECTED                      ? mx_loop_rejected(c->mx, n)
+                                                        : mx_loop_failing(c->mx, n);
     default:
         return rd_loop(c->rd, sc, n);
     }
