@@ -3,7 +3,8 @@
  * src/breaker.c, checked by spin: tests/model/check-model.sh checks it
  * with the backoff step (N = 3 workers); check-policies-model.sh with
  * -DMODES (the operator modes) and -DRATE (the rate trip) as well
- * (N = 2: three workers with both would not fit the test's time).
+ * (N = 2, the step cap 2, up to 3 operator acts: three workers with
+ * both would not fit the test's time).
  *
  * One step here is one atomic access to the state word there, named after
  * the "Model step" comments in breaker.c: load, take_probe,
