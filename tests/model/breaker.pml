@@ -1,10 +1,11 @@
 /*
  * breaker.pml - a Promela model of the state-word protocol in
  * src/breaker.c, checked by spin: tests/model/check-model.sh checks it
- * with the backoff step (N = 3 workers); check-policies-model.sh with
- * -DMODES (the operator modes) and -DRATE (the rate trip) as well
- * (N = 2, the step cap 2, up to 3 operator acts: three workers with
- * both would not fit the test's time).
+ * with N = 3 workers and the policies off (-DSTEP_CAP=0: no backoff; no
+ * rate trip; no modes); check-policies-model.sh with the backoff step
+ * (-DSTEP_CAP=2), the operator modes (-DMODES) and the rate trip (-DRATE),
+ * N = 2 and up to 3 operator acts (three workers with the policies would
+ * not fit the test's time).
  *
  * One step here is one atomic access to the state word there, named after
  * the "Model step" comments in breaker.c: load, take_probe,
@@ -83,9 +84,9 @@
  * Variants spin must reject (the scripts check it): STALE_CLOCK_BUG (a
  * clock reading reused after a failed CAS), STALE_PERIOD_BUG (the open
  * period computed from the step of the first word loaded, reused after a
- * failed CAS), RATE_GIVE_UP_BUG (-DRATE: rate_trip gives up when another report
- * changed the count), METRICS_LATE_BUG (-DMODES: a METRICS_ONLY report
- * that does not check the generation).
+ * failed CAS; needs a step cap > 0), RATE_GIVE_UP_BUG (-DRATE: rate_trip
+ * gives up when another report changed the count), METRICS_LATE_BUG
+ * (-DMODES: a METRICS_ONLY report that does not check the generation).
  */
 
 #ifndef N
