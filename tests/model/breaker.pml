@@ -35,9 +35,9 @@
  *    the same "no increment"); take_probe, lease expiry, release, a
  *    refresh and a trip from OPEN/HALF_OPEN keep it; every other
  *    transition writes 0.
- *  - The window (-DRATE): after a report that counts (a success or failure of the
- *    current generation that did not trip by threshold), the window's
- *    verdict is a nondeterministic choice, "trips" or not. A trip is
+ *  - The window (-DRATE): after a report that counts (a success or
+ *    failure of the current generation that did not trip by threshold),
+ *    the window's verdict is a nondeterministic choice, "trips" or not. A trip is
  *    then rate_trip: CAS CLOSED(g, any count) -> OPEN(g+1, step 0),
  *    retried while the word is CLOSED of generation g. (In METRICS_ONLY
  *    the verdict sets or clears the rate rule's crossed mark instead:
