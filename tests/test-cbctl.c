@@ -1566,6 +1566,11 @@ START_TEST(test_broken_segments_exit_4)
     uint32_t other = CB_LAYOUT_VERSION + 1;
     patch(version, offsetof(struct cb_segment, layout_version), &other, sizeof other);
     assert_broken(version, "another layout version", "(EVERSION)", after, 0);
+    struct run rv = CBCTL("show", version);
+    char rm_hint[256];
+    snprintf(rm_hint, sizeof rm_hint, "cbctl rm %s", version); /* the way out, with the name filled in */
+    assert_error(&rv, 4, version, rm_hint);
+    run_free(&rv);
 
     /* Not regular files: the library refuses them at once (a FIFO with no
      * writer must not block the open), and cbctl says what they are. At
@@ -2221,7 +2226,7 @@ START_TEST(test_show_window_and_policies)
     r = CBCTL("show", name);
     assert_ok(&r);
     const char *off[] = {"window (last 10s, 10 buckets of 1.0s; off: no rate rule)\n", "  calls           0\n",
-                         "  failures        0 (-%)\n", "  failure rate    off\n", "  minimum calls   10\n",
+                         "  failures        0 (-)\n", "  failure rate    off\n", "  minimum calls   10\n",
                          "  slow call       off\n", "  slow call rate  100%\n", "  backoff         off\n",
                          "  max reset       5m00s\n"};
     for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)

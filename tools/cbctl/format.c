@@ -186,6 +186,20 @@ int exit_code_for(int err)
     return CBCTL_INVALID;
 }
 
+/* The library's text for CB_EVERSION says how to replace the segment,
+ * with the command's NAME left for us to fill in. */
+static void report_other_version(const char *name)
+{
+    const char *text = error_text(CB_EVERSION);
+    const char *slot = strstr(text, "cbctl rm NAME");
+    if (slot)
+        fprintf(stderr, "cbctl: %s: %.*scbctl rm %s%s\n", name, (int)(slot - text), text, name,
+                slot + strlen("cbctl rm NAME"));
+    else
+        fprintf(stderr, "cbctl: %s: %s; 'cbctl rm %s' removes it, then the next open creates it anew\n", name, text,
+                name);
+}
+
 int report_error(const char *name, int err)
 {
     if (err == -EACCES || err == -EPERM || err == CB_EOWNER) {
@@ -210,9 +224,8 @@ int report_error(const char *name, int err)
     if (err == CB_ECORRUPT)
         fprintf(stderr, "cbctl: %s: %s; 'cbctl reset %s' repairs it\n", name,
                 "the state word holds an impossible state", name);
-    else if (err == CB_EVERSION && !strstr(error_text(err), "cbctl rm"))
-        fprintf(stderr, "cbctl: %s: %s; 'cbctl rm %s' removes it, then the next open creates it anew\n", name,
-                error_text(err), name);
+    else if (err == CB_EVERSION)
+        report_other_version(name);
     else
         fprintf(stderr, "cbctl: %s: %s\n", name, error_text_for(name, err));
     return exit_code_for(err);

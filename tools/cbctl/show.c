@@ -35,9 +35,11 @@ static void print_window(FILE *f, const cb_info *in)
             c->failure_rate || c->slow_call_ms ? "" : "; off: no rate rule");
     fprintf(f, "  %-15s %llu\n", "calls", (unsigned long long)in->window_calls);
     format_percent(in->window_failures, in->window_calls, 1, a, sizeof a);
-    fprintf(f, "  %-15s %llu (%s%%)\n", "failures", (unsigned long long)in->window_failures, a);
+    fprintf(f, "  %-15s %llu (%s%s)\n", "failures", (unsigned long long)in->window_failures, a,
+            in->window_calls ? "%" : "");
     format_percent(in->window_slow_calls, in->window_calls, 1, a, sizeof a);
-    fprintf(f, "  %-15s %llu (%s%%)\n", "slow calls", (unsigned long long)in->window_slow_calls, a);
+    fprintf(f, "  %-15s %llu (%s%s)\n", "slow calls", (unsigned long long)in->window_slow_calls, a,
+            in->window_calls ? "%" : "");
 }
 
 static void print_policies(FILE *f, const cb_config *c)
