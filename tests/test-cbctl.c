@@ -1615,6 +1615,19 @@ START_TEST(test_broken_segments_exit_4)
     r = CBCTL("state", corrupt);
     ck_assert_str_eq(r.out, "CLOSED\n");
     run_free(&r);
+    /* Any mode replaces an impossible state too: enable repairs it. */
+    static const char *const modes[][3] = {{"enable", "normal", "CLOSED\n"}, {"force-open", "forced_open", "OPEN\n"}};
+    for (int i = 0; i < 2; i++) {
+        patch(corrupt, offsetof(struct cb_segment, state), &word, sizeof word);
+        r = CBCTL(modes[i][0], corrupt);
+        assert_ok(&r);
+        snprintf(want, sizeof want, "%s: mode invalid -> %s\n", corrupt, modes[i][1]);
+        ck_assert_str_eq(r.out, want);
+        run_free(&r);
+        r = CBCTL("state", corrupt);
+        ck_assert_str_eq(r.out, modes[i][2]);
+        run_free(&r);
+    }
 
     /* rm removes what is not a circuit, too. */
     r = CBCTL("rm", garbage);

@@ -10,6 +10,8 @@
  * before and after: before is what cb_set_mode returns, the mode its
  * compare-and-swap replaced, e.g. "redis: mode normal -> forced_open".
  * Setting the mode in force changes nothing and says so ("(unchanged)").
+ * A state word holding an impossible state is replaced by any mode
+ * ("mode invalid -> normal": enable repairs it, as reset does).
  */
 #include "cbctl.h"
 
@@ -19,6 +21,7 @@ static int set_mode(const struct options *o, const char *name, cb_mode mode)
     int rc = cb_inspect(name, &info);
     if (rc != 0 && rc != CB_ECORRUPT)
         return report_error(name, rc);
+    int was_corrupt = rc == CB_ECORRUPT;
     cb_breaker *b = NULL;
     rc = cb_attach(name, &b);
     if (rc < 0)
@@ -27,9 +30,11 @@ static int set_mode(const struct options *o, const char *name, cb_mode mode)
     cb_close(b);
     if (before < 0)
         return report_error(name, before);
+    /* A corrupt word reads as mode normal (0), yet setting any mode
+     * replaces it: say "invalid", as reset does, never "unchanged". */
     if (!o->quiet)
-        printf("%s: mode %s -> %s%s\n", name, cb_mode_name((cb_mode)before), cb_mode_name(mode),
-               before == (int)mode ? " (unchanged)" : "");
+        printf("%s: mode %s -> %s%s\n", name, was_corrupt ? "invalid" : cb_mode_name((cb_mode)before),
+               cb_mode_name(mode), before == (int)mode && !was_corrupt ? " (unchanged)" : "");
     return CBCTL_OK;
 }
 
