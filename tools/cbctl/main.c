@@ -7,7 +7,7 @@
  * many arguments it takes and which options apply to it; anything else is
  * a usage error (exit 2) with one line on stderr and nothing on stdout.
  * The commands themselves live in table.c (list), show.c, control.c,
- * watch.c and metrics.c.
+ * mode.c, watch.c and metrics.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,7 +33,7 @@ static const struct command {
     int (*run_name)(const struct options *o, const char *name); /* NAME (watch: optional) */
 } commands[] = {
     {"list", "", O_JSON | O_COLUMNS, "every circuit on the host, one row each", cmd_list, NULL},
-    {"show", "NAME", O_JSON, "one circuit in full: state, config, counters, history", NULL, cmd_show},
+    {"show", "NAME", O_JSON, "one circuit in full: state, mode, window, config, counters, history", NULL, cmd_show},
     {"state", "NAME", 0, "print the state alone: CLOSED, OPEN or HALF_OPEN", NULL, cmd_state},
     {"is-closed", "NAME", 0, "exit 0 if CLOSED, 1 if OPEN or HALF_OPEN; prints nothing", NULL, cmd_is_closed},
     {"reset", "NAME", 0, "force CLOSED (count 0); prints the state before and after", NULL, cmd_reset},
