@@ -115,7 +115,6 @@ enum permit_kind { PERMIT_NONE = 0, PERMIT_CALL = 1, PERMIT_PROBE = 2 };
 #define PERMIT_KIND_MASK UINT64_C(3)
 #define PERMIT_STAMP_SHIFT 2u
 #define PERMIT_STAMP_MASK ((UINT64_C(1) << 30) - 1u)
-#define PERMIT_STAMP_BITS (PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT)
 _Static_assert(CB_SLOW_CALL_MS_MAX < (1u << 29), "a slow call is told from a wrapped stamp");
 
 enum report { REPORT_SUCCESS, REPORT_FAILURE, REPORT_RELEASE };
@@ -130,12 +129,17 @@ static void issue_permit(const cb_breaker *b, cb_permit *p, uint64_t word, unsig
 }
 
 /* A call permit's acquire stamp: the clock, only with CB_POLICY_SLOW. */
-static uint64_t call_stamp(const cb_breaker *b)
+static __attribute__((noinline)) uint64_t clock_stamp(const cb_breaker *b)
+{
+    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
+    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+}
+
+static inline __attribute__((always_inline)) uint64_t call_stamp(const cb_breaker *b)
 {
     if (likely(!(cb_config_value(b->seg, CB_CF_POLICY) & CB_POLICY_SLOW)))
         return 0;
-    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
-    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+    return clock_stamp(b);
 }
 
 static unsigned permit_kind(const cb_breaker *b, const cb_permit *p)
@@ -266,11 +270,16 @@ cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit)
             permit->opaque[0] = permit->opaque[1] = 0;
         return CB_REJECTED;
     }
+    struct cb_segment *seg = b->seg;
     unsigned stripe = cb_stripe_for(b);
-    uint64_t w = atomic_load_explicit(&b->seg->state, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&seg->state, memory_order_relaxed);
     if (likely(sw_state(w) == CB_CLOSED)) {
-        cb_count(b->seg, stripe, CB_C_ALLOWED);
-        issue_permit(b, permit, w, PERMIT_CALL, call_stamp(b));
+        uint32_t policy = cb_config_value(seg, CB_CF_POLICY);
+        cb_count(seg, stripe, CB_C_ALLOWED);
+        if (unlikely(policy & CB_POLICY_SLOW))
+            issue_permit(b, permit, w, PERMIT_CALL, clock_stamp(b));
+        else
+            issue_permit(b, permit, w, PERMIT_CALL, 0);
         return CB_ALLOWED;
     }
     return acquire_slow(b, permit, w, stripe);
@@ -402,6 +411,17 @@ static int report_metrics(cb_breaker *b, const cb_permit *p, enum report r, unsi
     return 1;
 }
 
+/* A report of CLOSED generation gen, applied to the word: count it in
+ * the window and trip if that made a rate rule true. */
+static void closed_window(cb_breaker *b, const cb_permit *p, enum report r, unsigned stripe, uint64_t gen,
+                          uint64_t now)
+{
+    struct cb_window_sums sums;
+    int rules = window_report(b, p, r, stripe, gen, 0, now, &sums);
+    if (rules > 0)
+        rate_trip(b, stripe, gen, (unsigned)rules, &sums, now);
+}
+
 /* A call admitted while CLOSED (or in DISABLED / METRICS_ONLY) reports
  * into the same generation only. */
 static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
@@ -458,12 +478,7 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
     cb_count(seg, stripe, r == REPORT_SUCCESS ? CB_C_SUCCESSES : CB_C_FAILURES);
     if (likely(!(cfg(b, CB_CF_POLICY) & CB_POLICY_WINDOW)))
         return;
-    /* The report counted in generation issued_gen: now the window. */
-    struct cb_window_sums sums;
-    now = cb_clock_now(b);
-    int rules = window_report(b, p, r, stripe, issued_gen, 0, now, &sums);
-    if (rules > 0)
-        rate_trip(b, stripe, issued_gen, (unsigned)rules, &sums, now);
+    closed_window(b, p, r, stripe, issued_gen, cb_clock_now(b));
 }
 
 /* A probe reports by one CAS from exactly the word that granted it. */
@@ -533,17 +548,32 @@ static __attribute__((noinline)) void report(cb_breaker *b, cb_permit *p, enum r
     p->opaque[0] = p->opaque[1] = 0;
 }
 
+/* cb_success's fast path with a window policy on: what report() would
+ * do for a current CLOSED permit with count 0 (no CAS), without decoding
+ * it again. The window is summed only if this call was slow or a failure
+ * or slow call is in the window. */
+static __attribute__((noinline)) void success_windowed(cb_breaker *b, cb_permit *p)
+{
+    unsigned stripe = cb_stripe_for(b);
+    cb_count(b->seg, stripe, CB_C_SUCCESSES);
+    closed_window(b, p, REPORT_SUCCESS, stripe, sw_gen(p->opaque[0]), cb_clock_now(b));
+    p->opaque[0] = p->opaque[1] = 0;
+}
+
 void cb_success(cb_breaker *b, cb_permit *permit)
 {
     /* Healthy path: a call permit whose word is still current (CLOSED,
-     * same generation, count 0), with every policy off, only counts and
-     * is consumed; report() would decide the same after decoding the kind
-     * and both generations. */
-    if (likely(b && permit &&
-               (permit->opaque[1] & ~PERMIT_STAMP_BITS) == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
+     * same generation, count 0) only counts and is consumed, with every
+     * policy off; report() would decide the same after decoding the kind
+     * and both generations. A permit with an acquire stamp (CB_POLICY_SLOW
+     * was on) fails the first test and takes report(), which reads it. */
+    if (likely(b && permit && permit->opaque[1] == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
                sw_payload(permit->opaque[0]) == 0 &&
-               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
-               cb_config_value(b->seg, CB_CF_POLICY) == 0)) {
+               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed))) {
+        if (unlikely(cb_config_value(b->seg, CB_CF_POLICY) != 0)) {
+            success_windowed(b, permit);
+            return;
+        }
         cb_count(b->seg, cb_stripe_for(b), CB_C_SUCCESSES);
         permit->opaque[0] = permit->opaque[1] = 0;
         return;
