@@ -301,6 +301,7 @@ struct jv {
     int boolean;
     int is_uint;
     unsigned long long uint;
+    double number; /* any number */
     char *str;
     size_t n;
     struct jv *items; /* array items, object values */
@@ -397,6 +398,7 @@ static int jnumber(struct jparser *j, struct jv *v)
     }
     v->kind = J_NUMBER;
     v->is_uint = integral;
+    v->number = strtod(s, NULL);
     if (integral)
         v->uint = strtoull(s, NULL, 10);
     return 0;
@@ -522,6 +524,14 @@ static unsigned long long juint(const struct jv *v, const char *path)
     const struct jv *x = jget(v, path);
     ck_assert_msg(x && x->kind == J_NUMBER && x->is_uint, "%s is not an unsigned integer", path);
     return x->uint;
+}
+
+/* A number written with two decimals at most (a rate): value x 100. */
+static long jcents(const struct jv *v, const char *path)
+{
+    const struct jv *x = jget(v, path);
+    ck_assert_msg(x && x->kind == J_NUMBER, "%s is not a number", path);
+    return (long)(x->number * 100 + 0.5);
 }
 
 static const char *jstr(const struct jv *v, const char *path)
@@ -690,6 +700,13 @@ static double sample(const char *text, const char *series)
             return strtod(p + n + 1, NULL);
     ck_abort_msg("no sample %s", series);
     return -1;
+}
+
+/* Two sample values equal to the last printed decimal. */
+static int close_to(double got, double want)
+{
+    double d = got - want;
+    return d < 0.0001 && d > -0.0001;
 }
 
 /* ------------------------------------------------------------------ */
@@ -873,7 +890,7 @@ START_TEST(test_list_and_show_see_workers)
     ck_assert_msg(strstr(r.out, "state           OPEN\n"), "show: %s", r.out);
     ck_assert_msg(strstr(r.out, "threshold       3 failures\n"), "show: %s", r.out);
     ck_assert_msg(strstr(r.out, "reset timeout   1m00s\n"), "show: %s", r.out);
-    snprintf(want, sizeof want, "threshold_reached          3  %d\n", (int)info.history[0].pid);
+    snprintf(want, sizeof want, "threshold_reached          3  %7d  normal\n", (int)info.history[0].pid);
     ck_assert_msg(strstr(r.out, want), "show lacks '%s': %s", want, r.out);
     run_free(&r);
 
@@ -1208,6 +1225,29 @@ START_TEST(test_usage_errors_exit_2)
         {"create", "@", "--mode", "01777", NULL},
         {"watch", "--interval", "fast", NULL},
         {"metrics", "--json", NULL},
+        {"enable", NULL},
+        {"force-open", "a", "b", NULL},
+        {"disable", "--json", "@", NULL},
+        {"metrics-only", "--threshold", "3", "@", NULL},
+        {"list", "--failure-rate", "50", NULL},
+        {"create", "@", "--failure-rate", "0", NULL},
+        {"create", "@", "--failure-rate", "101", NULL},
+        {"create", "@", "--failure-rate", "5x", NULL},
+        {"create", "@", "--minimum-calls", "0", NULL},
+        {"create", "@", "--minimum-calls", "off", NULL},
+        {"create", "@", "--window", "10", NULL},
+        {"create", "@", "--window", "9ms", NULL},
+        {"create", "@", "--window", "2h", NULL},
+        {"create", "@", "--window", "off", NULL},
+        {"create", "@", "--slow-call", "25h", NULL},
+        {"create", "@", "--slow-call", "0ms", NULL},
+        {"create", "@", "--slow-call-rate", "0", NULL},
+        {"create", "@", "--slow-call-rate", "off", NULL},
+        {"create", "@", "--backoff", "99", NULL},
+        {"create", "@", "--backoff", "10001", NULL},
+        {"create", "@", "--backoff", "2x", NULL},
+        {"create", "@", "--max-reset-timeout", "5", NULL},
+        {"create", "@", "--max-reset-timeout", "off", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *argv[8] = {cbctl_path};
@@ -1232,7 +1272,10 @@ START_TEST(test_usage_errors_exit_2)
     assert_ok(&r);
     const char *words[] = {"Usage: cbctl", "list", "show NAME", "reset NAME", "trip NAME", "create NAME",
                            "rm NAME", "watch [NAME]", "metrics", "state NAME", "is-closed NAME", "--json",
-                           "--quiet", "Exit status", "  3  permission denied", "500ms"};
+                           "--quiet", "Exit status", "  3  permission denied", "500ms", "force-open NAME",
+                           "disable NAME", "metrics-only NAME", "enable NAME", "--failure-rate",
+                           "--minimum-calls", "--window", "--slow-call", "--slow-call-rate", "--backoff",
+                           "--max-reset-timeout", "  5  reset, trip: refused", "OPMODE"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         ck_assert_msg(strstr(r.out, words[i]), "--help lacks '%s'", words[i]);
     run_free(&r);
@@ -1279,6 +1322,13 @@ START_TEST(test_long_option_values)
         {"create", "--reset-timeout=5", "@", "--reset-timeout: '5'"},
         {"create", "--probe-timeout=5x", "@", "--probe-timeout: '5x'"},
         {"create", "--mode=999", "@", "--mode: '999'"},
+        {"create", "--failure-rate=101", "@", "--failure-rate: '101' is not a percentage from 1 to 100"},
+        {"create", "--minimum-calls=0", "@", "--minimum-calls: '0' is not a whole number"},
+        {"create", "--window=2h", "@", "--window: '2h' is not a duration from 10ms to 1h"},
+        {"create", "--slow-call=25h", "@", "--slow-call: '25h' is not a duration up to 24h"},
+        {"create", "--slow-call-rate=0", "@", "--slow-call-rate: '0' is not a percentage"},
+        {"create", "--backoff=50", "@", "--backoff: '50' is not a percentage from 100 to 10000"},
+        {"create", "--max-reset-timeout=5", "@", "--max-reset-timeout: '5' is not a duration"},
         {"list", "--bogus", NULL, "unknown option '--bogus'"},
         {"list", "--bogus=1", NULL, "unknown option '--bogus'"},
         {"list", "-x", NULL, "unknown option '-x'"},
@@ -1312,7 +1362,8 @@ END_TEST
 START_TEST(test_no_such_circuit_exit_1)
 {
     const char *name = unique_name("missing");
-    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip", "rm", "watch"};
+    static const char *const verbs[] = {"show",    "state",      "is-closed",    "reset",  "trip", "rm",
+                                        "watch",   "force-open", "metrics-only", "disable", "enable"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         struct run r = CBCTL(verbs[i], name);
         assert_error(&r, 1, name, "no such circuit");
@@ -1341,7 +1392,9 @@ START_TEST(test_permission_denied_exit_3)
     ck_assert_int_eq(cb_open(shared, &mode644, &b), CB_CREATED);
     cb_close(b);
 
-    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip", "create", "rm", "watch"};
+    static const char *const verbs[] = {"show",  "state",      "is-closed", "reset",        "trip",
+                                        "create", "rm",        "watch",     "force-open",   "disable",
+                                        "enable", "metrics-only"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         struct run r = CBCTL_AS_NOBODY(verbs[i], secret);
         assert_error(&r, 3, secret, "permission denied");
@@ -1354,6 +1407,9 @@ START_TEST(test_permission_denied_exit_3)
     ck_assert(strstr(r.out, "state           CLOSED\n"));
     run_free(&r);
     r = CBCTL_AS_NOBODY("reset", shared);
+    assert_error(&r, 3, shared, "permission denied");
+    run_free(&r);
+    r = CBCTL_AS_NOBODY("force-open", shared);
     assert_error(&r, 3, shared, "permission denied");
     run_free(&r);
 
@@ -1395,7 +1451,7 @@ START_TEST(test_untrusted_owner_exit_3)
     cb_close(b);
     ck_assert_int_eq(chmod(dev_path(world), 0666), 0);
 
-    static const char *const verbs[] = {"reset", "trip", "create"};
+    static const char *const verbs[] = {"reset", "trip", "create", "force-open", "disable", "metrics-only", "enable"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         struct run r = CBCTL(verbs[i], foreign);
         assert_error(&r, 3, foreign, "not trusted (segment owned by nobody, mode 0600)");
@@ -1447,7 +1503,8 @@ static void assert_broken(const char *name, const char *reason, const char *erro
     jfree(&doc);
     run_free(&r);
 
-    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip", "create"};
+    static const char *const verbs[] = {"show", "state", "is-closed", "reset", "trip", "create", "force-open",
+                                        "enable"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         r = CBCTL(verbs[i], name);
         assert_error(&r, 4, name, reason);
@@ -1509,6 +1566,11 @@ START_TEST(test_broken_segments_exit_4)
     uint32_t other = CB_LAYOUT_VERSION + 1;
     patch(version, offsetof(struct cb_segment, layout_version), &other, sizeof other);
     assert_broken(version, "another layout version", "(EVERSION)", after, 0);
+    struct run rv = CBCTL("show", version);
+    char rm_hint[256];
+    snprintf(rm_hint, sizeof rm_hint, "cbctl rm %s", version); /* the way out, with the name filled in */
+    assert_error(&rv, 4, version, rm_hint);
+    run_free(&rv);
 
     /* Not regular files: the library refuses them at once (a FIFO with no
      * writer must not block the open), and cbctl says what they are. At
@@ -1553,6 +1615,19 @@ START_TEST(test_broken_segments_exit_4)
     r = CBCTL("state", corrupt);
     ck_assert_str_eq(r.out, "CLOSED\n");
     run_free(&r);
+    /* Any mode replaces an impossible state too: enable repairs it. */
+    static const char *const modes[][3] = {{"enable", "normal", "CLOSED\n"}, {"force-open", "forced_open", "OPEN\n"}};
+    for (int i = 0; i < 2; i++) {
+        patch(corrupt, offsetof(struct cb_segment, state), &word, sizeof word);
+        r = CBCTL(modes[i][0], corrupt);
+        assert_ok(&r);
+        snprintf(want, sizeof want, "%s: mode invalid -> %s\n", corrupt, modes[i][1]);
+        ck_assert_str_eq(r.out, want);
+        run_free(&r);
+        r = CBCTL("state", corrupt);
+        ck_assert_str_eq(r.out, modes[i][2]);
+        run_free(&r);
+    }
 
     /* rm removes what is not a circuit, too. */
     r = CBCTL("rm", garbage);
@@ -1823,6 +1898,548 @@ START_TEST(test_watch_redraws_on_a_terminal)
 }
 END_TEST
 
+/* ---- operator modes and policies ---- */
+
+/* cbctl VERB NAME prints "NAME: mode FROM -> TO" (and "(unchanged)" when
+ * it was already set); returns cbctl's pid. */
+static pid_t set_mode_ok(const char *verb, const char *name, const char *from, const char *to)
+{
+    struct run r = CBCTL(verb, name);
+    assert_ok(&r);
+    char want[512];
+    snprintf(want, sizeof want, "%s: mode %s -> %s%s\n", name, from, to,
+             strcmp(from, to) == 0 ? " (unchanged)" : "");
+    ck_assert_str_eq(r.out, want);
+    pid_t pid = r.pid;
+    run_free(&r);
+    return pid;
+}
+
+/* reset and trip refused in a mode: exit 5, the mode named, the way out. */
+static void assert_refused_in_mode(const char *name, const char *mode, const char *verb)
+{
+    static cb_info before, after;
+    inspect(name, &before);
+    char want[512], hint[512];
+    static const char *const controls[] = {"reset", "trip"};
+    for (int i = 0; i < 2; i++) {
+        struct run r = CBCTL(controls[i], name);
+        snprintf(want, sizeof want, "%s refused: operator mode %s is set (cbctl %s)", controls[i], mode, verb);
+        snprintf(hint, sizeof hint, "run 'cbctl enable %s' first", name);
+        assert_error(&r, 5, want, hint);
+        run_free(&r);
+    }
+    inspect(name, &after);
+    ck_assert_uint_eq(after.generation, before.generation); /* nothing changed */
+    ck_assert_uint_eq(after.history_len, before.history_len);
+    ck_assert_int_eq(after.mode, before.mode);
+}
+
+START_TEST(test_modes_reach_workers)
+{
+    struct pool *pool = pool_start("modes");
+    static cb_info info;
+    char want[512], line[1024], series[512];
+    assert_workers_get(pool, CB_ALLOWED);
+
+    /* force-open: every worker rejected, whatever the timeouts. */
+    pid_t by = set_mode_ok("force-open", pool->name, "normal", "forced_open");
+    assert_workers_get(pool, CB_REJECTED);
+    inspect(pool->name, &info);
+    ck_assert_int_eq(info.mode, CB_MODE_FORCED_OPEN);
+    ck_assert_int_eq(info.state, CB_OPEN);
+    ck_assert_uint_ge(info.history_len, 1);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_MODE);
+    ck_assert_int_eq(info.history[0].mode, CB_MODE_FORCED_OPEN);
+    ck_assert_int_eq(info.history[0].pid, by);
+    uint32_t generation = info.generation;
+    /* Again: nothing to change, and no transition. */
+    set_mode_ok("force-open", pool->name, "forced_open", "forced_open");
+    inspect(pool->name, &info);
+    ck_assert_uint_eq(info.generation, generation);
+
+    struct run r = CBCTL("state", pool->name);
+    assert_ok(&r);
+    ck_assert_str_eq(r.out, "OPEN\n");
+    run_free(&r);
+    r = CBCTL("is-closed", pool->name);
+    ck_assert_int_eq(r.code, 1);
+    run_free(&r);
+
+    r = CBCTL("show", pool->name);
+    assert_ok(&r);
+    ck_assert_msg(strstr(r.out, "  state           OPEN\n"), "show: %s", r.out);
+    ck_assert_msg(strstr(r.out, "  operator mode   forced_open (every call rejected, no probe)\n"), "show: %s", r.out);
+    snprintf(want, sizeof want, "  probe in        never (forced open: 'cbctl enable %s' resumes)\n", pool->name);
+    ck_assert_msg(strstr(r.out, want), "show: %s", r.out);
+    ck_assert_msg(!strstr(r.out, "due"), "show: %s", r.out);
+    snprintf(want, sizeof want, "  CLOSED     OPEN       mode                       0  %7d  forced_open\n", (int)by);
+    ck_assert_msg(strstr(r.out, want), "show lacks '%s': %s", want, r.out);
+    run_free(&r);
+
+    r = CBCTL("list");
+    assert_ok(&r);
+    ck_assert_msg(row_of(r.out, pool->name, line, sizeof line), "no row for %s", pool->name);
+    ck_assert_msg(strstr(line, " FORCED_OPEN ") && strstr(line, " mode") && !strstr(line, " due "), "row: %s", line);
+    run_free(&r);
+    r = CBCTL("list", "-o", "name,opmode,state", "-n");
+    assert_ok(&r);
+    ck_assert_msg(row_of(r.out, pool->name, line, sizeof line), "no row for %s", pool->name);
+    ck_assert_msg(strstr(line, " forced_open  FORCED_OPEN"), "row: %s", line);
+    run_free(&r);
+
+    r = CBCTL("list", "--json");
+    assert_ok(&r);
+    struct jv doc = jparse(r.out);
+    const struct jv *c = jcircuit(&doc, pool->name);
+    ck_assert_msg(c != NULL, "%s not in list --json", pool->name);
+    ck_assert_str_eq(jstr(c, "state"), "OPEN"); /* scripts keep their three states */
+    ck_assert_str_eq(jstr(c, "operator_mode"), "forced_open");
+    ck_assert(jis_null(c, "ms_until_probe"));
+    jfree(&doc);
+    run_free(&r);
+
+    r = CBCTL("show", "--json", pool->name);
+    assert_ok(&r);
+    check_json_with_python(r.out);
+    doc = jparse(r.out);
+    ck_assert_str_eq(jstr(&doc, "circuit.state"), "OPEN");
+    ck_assert_str_eq(jstr(&doc, "circuit.mode"), "forced_open");
+    ck_assert(jis_null(&doc, "circuit.ms_until_probe"));
+    const struct jv *hist = jget(&doc, "circuit.history");
+    ck_assert(hist && hist->kind == J_ARRAY && hist->n >= 1);
+    ck_assert_str_eq(jstr(&hist->items[0], "reason"), "mode");
+    ck_assert_str_eq(jstr(&hist->items[0], "mode"), "forced_open");
+    ck_assert_uint_eq(juint(&hist->items[0], "pid"), (unsigned)by);
+    jfree(&doc);
+    run_free(&r);
+
+#define SERIES(fmt, ...) (snprintf(series, sizeof series, fmt, __VA_ARGS__), series)
+    r = CBCTL("metrics");
+    ck_assert_msg(r.code == 0, "metrics: exit %d: %s", r.code, r.err);
+    assert_exposition(r.out);
+    ck_assert(sample(r.out, SERIES("cbreaker_mode{circuit=\"%s\"}", pool->name)) == 2.0);
+    ck_assert(sample(r.out, SERIES("cbreaker_state{circuit=\"%s\"}", pool->name)) == 1.0);
+    ck_assert(sample(r.out, SERIES("cbreaker_seconds_until_probe{circuit=\"%s\"}", pool->name)) == 0.0);
+    run_free(&r);
+
+    assert_refused_in_mode(pool->name, "forced_open", "force-open");
+
+    /* enable: CLOSED again, calls go through. */
+    set_mode_ok("enable", pool->name, "forced_open", "normal");
+    assert_workers_get(pool, CB_ALLOWED);
+    inspect(pool->name, &info);
+    ck_assert_int_eq(info.mode, CB_MODE_NORMAL);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_int_eq(info.history[0].reason, CB_REASON_MODE);
+    ck_assert_int_eq(info.history[0].from, CB_OPEN);
+    ck_assert_int_eq(info.history[0].to, CB_CLOSED);
+    set_mode_ok("enable", pool->name, "normal", "normal");
+
+    /* disable: the dependency fails, nothing trips, every call goes on. */
+    set_mode_ok("disable", pool->name, "normal", "disabled");
+    uint64_t trips = info.counters.trips;
+    pool->fail = 1;
+    for (int i = 0; i < 3; i++)
+        assert_workers_get(pool, CB_ALLOWED); /* 4 workers x 2 failures, 3 times: past any threshold */
+    inspect(pool->name, &info);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_uint_eq(info.counters.trips, trips);
+    r = CBCTL("list");
+    ck_assert_msg(row_of(r.out, pool->name, line, sizeof line) && strstr(line, " DISABLED "), "row: %s", line);
+    run_free(&r);
+    r = CBCTL("metrics");
+    ck_assert(sample(r.out, SERIES("cbreaker_mode{circuit=\"%s\"}", pool->name)) == 1.0);
+    ck_assert(sample(r.out, SERIES("cbreaker_state{circuit=\"%s\"}", pool->name)) == 0.0);
+    run_free(&r);
+    r = CBCTL("show", pool->name);
+    ck_assert_msg(strstr(r.out, "  operator mode   disabled (every call allowed, nothing trips it)\n"), "show: %s",
+                  r.out);
+    run_free(&r);
+    assert_refused_in_mode(pool->name, "disabled", "disable");
+
+    /* metrics-only: still failing, still allowed, the state never changes. */
+    set_mode_ok("metrics-only", pool->name, "disabled", "metrics_only");
+    for (int i = 0; i < 3; i++)
+        assert_workers_get(pool, CB_ALLOWED);
+    inspect(pool->name, &info);
+    ck_assert_int_eq(info.state, CB_CLOSED);
+    ck_assert_uint_eq(info.counters.trips, trips);
+    r = CBCTL("list");
+    ck_assert_msg(row_of(r.out, pool->name, line, sizeof line) && strstr(line, " METRICS_ONLY "), "row: %s", line);
+    run_free(&r);
+    r = CBCTL("metrics");
+    ck_assert(sample(r.out, SERIES("cbreaker_mode{circuit=\"%s\"}", pool->name)) == 3.0);
+    run_free(&r);
+    r = CBCTL("show", pool->name);
+    ck_assert_msg(strstr(r.out, "  operator mode   metrics_only (every call allowed, would-open events only)\n"),
+                  "show: %s", r.out);
+    run_free(&r);
+    assert_refused_in_mode(pool->name, "metrics_only", "metrics-only");
+    pool->fail = 0;
+    set_mode_ok("enable", pool->name, "metrics_only", "normal");
+    assert_workers_get(pool, CB_ALLOWED);
+
+    /* Quiet: the same effect, nothing printed. */
+    r = CBCTL("-q", "force-open", pool->name);
+    assert_ok(&r);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    assert_workers_get(pool, CB_REJECTED);
+    r = CBCTL("enable", "--quiet", pool->name);
+    assert_ok(&r);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    assert_workers_get(pool, CB_ALLOWED);
+#undef SERIES
+
+    pool_stop(pool);
+    ck_assert_int_eq(cb_unlink(pool->name), 0);
+}
+END_TEST
+
+/* part x 100 / whole floored to one decimal, as cbctl show writes it. */
+static const char *percent1(uint64_t part, uint64_t whole, char *buf, size_t len)
+{
+    uint64_t v = part * 1000 / whole;
+    snprintf(buf, len, "%llu.%llu", (unsigned long long)(v / 10), (unsigned long long)(v % 10));
+    return buf;
+}
+
+/* The window's figures and the policy config, in show, show --json, list
+ * -o and metrics, exactly as cb_inspect reads them. The window is an hour
+ * long, so nothing ages out while the test runs. */
+START_TEST(test_show_window_and_policies)
+{
+    const char *name = unique_name("window");
+    cb_config cfg = {.failure_threshold = 100, .reset_timeout_ms = 60000, .failure_rate = 50,
+                     .minimum_calls = 1000, .window_ms = 3600000, .slow_call_ms = 100, .slow_call_rate = 80,
+                     .backoff_multiplier_pct = 300, .max_reset_timeout_ms = 600000};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    cb_permit p;
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
+        cb_success(b, &p);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
+        cb_failure(b, &p);
+    }
+    ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
+    tl_sleep_ms(300); /* slow: over 100 ms, whatever the clock's tick */
+    cb_success(b, &p);
+    cb_close(b);
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_uint_eq(info.window_calls, 9);
+    ck_assert_uint_eq(info.window_failures, 3);
+    /* At least the slow one (a quick call stalled past 100 ms counts too). */
+    ck_assert_uint_ge(info.window_slow_calls, 1);
+    uint64_t slow = info.window_slow_calls;
+    char want[512], pct[32], line[1024], series[512];
+
+    struct run r = CBCTL("show", name);
+    assert_ok(&r);
+    const char *lines[] = {
+        "  operator mode   normal\n",
+        "  failures        0 of 100\n",
+        "  open period     1m00s (backoff step 0)\n",
+        "window (last 1h00m, 10 buckets of 6m00s)\n",
+        "  calls           9\n",
+        "  failures        3 (33.3%)\n",
+        "config\n  threshold       100 failures\n  reset timeout   1m00s\n  probe timeout   1m00s\n"
+        "  failure rate    50%\n  minimum calls   1000\n  window          1h00m\n  slow call       100ms\n"
+        "  slow call rate  80%\n  backoff         300% per failed probe\n  max reset       10m00s\n"
+        "  mode            0600\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        ck_assert_msg(strstr(r.out, lines[i]), "show lacks '%s': %s", lines[i], r.out);
+    snprintf(want, sizeof want, "  slow calls      %llu (%s%%)\n", (unsigned long long)slow,
+             percent1(slow, 9, pct, sizeof pct));
+    ck_assert_msg(strstr(r.out, want), "show lacks '%s': %s", want, r.out);
+    run_free(&r);
+
+    r = CBCTL("show", "--json", name);
+    assert_ok(&r);
+    check_json_with_python(r.out);
+    struct jv doc = jparse(r.out);
+    check_json_header(&doc);
+    ck_assert_str_eq(jstr(&doc, "circuit.mode"), "normal");
+    ck_assert_uint_eq(juint(&doc, "circuit.open_timeout_ms"), 60000);
+    ck_assert_uint_eq(juint(&doc, "circuit.backoff_step"), 0);
+    ck_assert_uint_eq(juint(&doc, "circuit.window.span_ms"), 3600000);
+    ck_assert_uint_eq(juint(&doc, "circuit.window.bucket_ms"), 360000);
+    ck_assert_uint_eq(juint(&doc, "circuit.window.calls"), 9);
+    ck_assert_uint_eq(juint(&doc, "circuit.window.failures"), 3);
+    ck_assert_uint_eq(juint(&doc, "circuit.window.slow_calls"), slow);
+    ck_assert_int_eq(jcents(&doc, "circuit.window.failure_rate"), 3333); /* floored */
+    ck_assert_int_eq(jcents(&doc, "circuit.window.slow_call_rate"), (long)(slow * 10000 / 9));
+    ck_assert_uint_eq(juint(&doc, "circuit.config.failure_threshold"), 100);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.failure_rate"), 50);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.minimum_calls"), 1000);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.window_ms"), 3600000);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.slow_call_ms"), 100);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.slow_call_rate"), 80);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.backoff_multiplier_pct"), 300);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.max_reset_timeout_ms"), 600000);
+    jfree(&doc);
+    run_free(&r);
+
+    r = CBCTL("list", "-o", "name,w_calls,w_fails,w_slow,opmode,open_period,step", "-n");
+    assert_ok(&r);
+    ck_assert_msg(row_of(r.out, name, line, sizeof line), "no row: %s", r.out);
+    char col[7][256];
+    ck_assert_msg(sscanf(line, "%255s %255s %255s %255s %255s %255s %255s", col[0], col[1], col[2], col[3], col[4],
+                         col[5], col[6]) == 7, "row: %s", line);
+    ck_assert_str_eq(col[1], "9");
+    ck_assert_str_eq(col[2], "3");
+    ck_assert_uint_eq(strtoull(col[3], NULL, 10), slow);
+    ck_assert_str_eq(col[4], "normal");
+    ck_assert_str_eq(col[5], "1m00s");
+    ck_assert_str_eq(col[6], "0");
+    run_free(&r);
+    r = CBCTL("list", "--json");
+    doc = jparse(r.out);
+    const struct jv *c = jcircuit(&doc, name);
+    ck_assert(c != NULL);
+    ck_assert_str_eq(jstr(c, "operator_mode"), "normal");
+    ck_assert_uint_eq(juint(c, "window_calls"), 9);
+    ck_assert_uint_eq(juint(c, "window_failures"), 3);
+    ck_assert_uint_eq(juint(c, "window_slow_calls"), slow);
+    ck_assert_uint_eq(juint(c, "open_timeout_ms"), 60000);
+    ck_assert_uint_eq(juint(c, "backoff_step"), 0);
+    jfree(&doc);
+    run_free(&r);
+
+#define SERIES(fmt, ...) (snprintf(series, sizeof series, fmt, __VA_ARGS__), series)
+    r = CBCTL("metrics");
+    ck_assert_msg(r.code == 0, "metrics: exit %d: %s", r.code, r.err);
+    assert_exposition(r.out);
+    ck_assert(close_to(sample(r.out, SERIES("cbreaker_failure_rate{circuit=\"%s\"}", name)), 33.33));
+    ck_assert(close_to(sample(r.out, SERIES("cbreaker_slow_call_rate{circuit=\"%s\"}", name)),
+                        (double)(slow * 10000 / 9) / 100));
+    ck_assert(sample(r.out, SERIES("cbreaker_open_seconds{circuit=\"%s\"}", name)) == 60.0);
+    ck_assert(sample(r.out, SERIES("cbreaker_mode{circuit=\"%s\"}", name)) == 0.0);
+    const char *families[] = {"cbreaker_failure_rate", "cbreaker_slow_call_rate", "cbreaker_open_seconds",
+                              "cbreaker_mode"};
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        ck_assert_msg(strstr(r.out, SERIES("# HELP %s ", families[i])), "no HELP for %s", families[i]);
+        ck_assert_msg(strstr(r.out, SERIES("# TYPE %s gauge\n", families[i])), "no TYPE for %s", families[i]);
+    }
+    ck_assert(strstr(r.out, "# HELP cbreaker_mode Operator mode: 0 normal, 1 disabled, 2 forced_open, 3 metrics_only."));
+    run_free(&r);
+#undef SERIES
+    ck_assert_int_eq(cb_unlink(name), 0);
+
+    /* No rate rule: the window is off, its rates have no calls to be of. */
+    name = unique_name("window-off");
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_CREATED);
+    cb_close(b);
+    r = CBCTL("show", name);
+    assert_ok(&r);
+    const char *off[] = {"window (last 10s, 10 buckets of 1.0s; off: no rate rule)\n", "  calls           0\n",
+                         "  failures        0 (-)\n", "  failure rate    off\n", "  minimum calls   10\n",
+                         "  slow call       off\n", "  slow call rate  100%\n", "  backoff         off\n",
+                         "  max reset       5m00s\n"};
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        ck_assert_msg(strstr(r.out, off[i]), "show lacks '%s': %s", off[i], r.out);
+    run_free(&r);
+    r = CBCTL("show", "--json", name);
+    doc = jparse(r.out);
+    ck_assert(jis_null(&doc, "circuit.window.failure_rate"));
+    ck_assert(jis_null(&doc, "circuit.window.slow_call_rate"));
+    ck_assert_uint_eq(juint(&doc, "circuit.config.failure_rate"), 0);
+    ck_assert_uint_eq(juint(&doc, "circuit.config.backoff_multiplier_pct"), 0);
+    jfree(&doc);
+    run_free(&r);
+    r = CBCTL("metrics");
+    snprintf(series, sizeof series, "cbreaker_failure_rate{circuit=\"%s\"}", name);
+    ck_assert(sample(r.out, series) == 0.0);
+    run_free(&r);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* A failed probe with backoff on: the open period and the step, in show,
+ * --json and metrics; reset returns it to the reset timeout. */
+START_TEST(test_show_backoff_step)
+{
+    const char *name = unique_name("backoff");
+    cb_config cfg = {.failure_threshold = 1, .reset_timeout_ms = 50, .backoff_multiplier_pct = 200,
+                     .max_reset_timeout_ms = 10000};
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, &cfg, &b), CB_CREATED);
+    cb_permit p;
+    ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
+    cb_failure(b, &p);
+    uint64_t deadline = mono_ms() + 10000;
+    while (cb_acquire(b, &p) != CB_PROBE) {
+        ck_assert_msg(mono_ms() < deadline, "no probe after the reset timeout");
+        tl_sleep_ms(5);
+    }
+    cb_failure(b, &p); /* OPEN again, for twice as long; nobody asks again */
+    cb_close(b);
+    static cb_info info;
+    inspect(name, &info);
+    ck_assert_int_eq(info.state, CB_OPEN);
+    ck_assert_uint_eq(info.backoff_step, 1);
+    ck_assert_uint_eq(info.open_timeout_ms, 100);
+
+    struct run r = CBCTL("show", name);
+    assert_ok(&r);
+    ck_assert_msg(strstr(r.out, "  open period     100ms (backoff step 1)\n"), "show: %s", r.out);
+    ck_assert_msg(strstr(r.out, "  backoff         200% per failed probe\n  max reset       10s\n"), "show: %s",
+                  r.out);
+    ck_assert_msg(strstr(r.out, "probe_failed"), "show: %s", r.out);
+    run_free(&r);
+    r = CBCTL("show", "--json", name);
+    struct jv doc = jparse(r.out);
+    ck_assert_uint_eq(juint(&doc, "circuit.open_timeout_ms"), 100);
+    ck_assert_uint_eq(juint(&doc, "circuit.backoff_step"), 1);
+    jfree(&doc);
+    run_free(&r);
+    char series[512];
+    snprintf(series, sizeof series, "cbreaker_open_seconds{circuit=\"%s\"}", name);
+    r = CBCTL("metrics");
+    ck_assert(close_to(sample(r.out, series), 0.1));
+    run_free(&r);
+
+    r = CBCTL("reset", name);
+    assert_ok(&r);
+    run_free(&r);
+    r = CBCTL("show", name);
+    ck_assert_msg(strstr(r.out, "  open period     50ms (backoff step 0)\n"), "show: %s", r.out);
+    run_free(&r);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* create takes the policy options: on a new circuit, then on the existing
+ * one (only the options given change; "off" turns a policy off). */
+START_TEST(test_create_policies)
+{
+    const char *name = unique_name("create-pol");
+    static cb_info info;
+    char want[1024];
+    struct run r = CBCTL("create", name, "--failure-rate", "40", "--minimum-calls", "20", "--window", "30s",
+                         "--slow-call", "2s", "--slow-call-rate", "60%", "--backoff", "200", "--max-reset-timeout",
+                         "10m");
+    assert_ok(&r);
+    snprintf(want, sizeof want,
+             "%s: created (threshold 3, reset timeout 1m00s, probe timeout 1m00s, failure rate 40%%, slow call 2.0s "
+             "at 60%% (minimum 20 calls in 30s), backoff 200%% up to 10m00s, mode 0600)\n", name);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_rate, 40);
+    ck_assert_uint_eq(info.config.minimum_calls, 20);
+    ck_assert_uint_eq(info.config.window_ms, 30000);
+    ck_assert_uint_eq(info.config.slow_call_ms, 2000);
+    ck_assert_uint_eq(info.config.slow_call_rate, 60);
+    ck_assert_uint_eq(info.config.backoff_multiplier_pct, 200);
+    ck_assert_uint_eq(info.config.max_reset_timeout_ms, 600000);
+
+    /* Off, on the existing circuit: the rest is kept. */
+    r = CBCTL("create", name, "--failure-rate", "off", "--backoff", "100");
+    assert_ok(&r);
+    snprintf(want, sizeof want,
+             "%s: exists, config updated (threshold 3, reset timeout 1m00s, probe timeout 1m00s, slow call 2.0s at "
+             "60%% (minimum 20 calls in 30s), mode 0600)\n", name);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_rate, 0);
+    ck_assert_uint_eq(info.config.backoff_multiplier_pct, 0);
+    ck_assert_uint_eq(info.config.slow_call_ms, 2000);
+    ck_assert_uint_eq(info.config.minimum_calls, 20);
+    ck_assert_uint_eq(info.config.max_reset_timeout_ms, 600000);
+    r = CBCTL("create", name, "--slow-call=off", "--backoff=off");
+    assert_ok(&r);
+    snprintf(want, sizeof want,
+             "%s: exists, config updated (threshold 3, reset timeout 1m00s, probe timeout 1m00s, mode 0600)\n", name);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.slow_call_ms, 0);
+    ck_assert_uint_eq(info.config.window_ms, 30000);
+
+    /* The limits themselves are accepted. */
+    r = CBCTL("create", name, "--window", "10ms", "--slow-call", "24h", "--backoff", "10000", "--failure-rate",
+              "100", "--slow-call-rate", "1");
+    assert_ok(&r);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.window_ms, CB_WINDOW_MS_MIN);
+    ck_assert_uint_eq(info.config.slow_call_ms, CB_SLOW_CALL_MS_MAX);
+    ck_assert_uint_eq(info.config.backoff_multiplier_pct, CB_BACKOFF_MULTIPLIER_MAX);
+    r = CBCTL("create", name, "--window", "1h");
+    assert_ok(&r);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.window_ms, CB_WINDOW_MS_MAX);
+    ck_assert_int_eq(cb_unlink(name), 0);
+
+    /* "off" when creating: the policy is simply not set. */
+    r = CBCTL("create", name, "--failure-rate", "off", "--slow-call", "off", "--backoff", "off");
+    assert_ok(&r);
+    run_free(&r);
+    inspect(name, &info);
+    ck_assert_uint_eq(info.config.failure_rate, 0);
+    ck_assert_uint_eq(info.config.slow_call_ms, 0);
+    ck_assert_uint_eq(info.config.backoff_multiplier_pct, 0);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
+/* watch prints mode changes as they happen, with the reason and mode. */
+START_TEST(test_watch_prints_mode_changes)
+{
+    const char *name = unique_name("watch-mode");
+    cb_breaker *b = NULL;
+    ck_assert_int_eq(cb_open(name, NULL, &b), CB_CREATED);
+    ck_assert_int_eq(cb_trip(b), CB_CLOSED);
+    struct proc w = spawn_watch((const char *const[]){cbctl_path, "watch", name, NULL}, 0);
+    char line[512];
+    const char *seen = NULL;
+    for (int i = 0; i < 100 && !seen; i++) {
+        ck_assert_int_eq(cb_trip(b), CB_OPEN);
+        snprintf(line, sizeof line, "reason=trip failures=0 pid=%d ", (int)getpid());
+        seen = wait_for(&w, 0, line, 200);
+    }
+    ck_assert_msg(seen, "watch printed nothing: %s", w.got.p);
+    drain(&w, 300);
+    size_t from = w.got.len, mark = from;
+
+    pid_t by[4];
+    by[0] = set_mode_ok("force-open", name, "normal", "forced_open");
+    by[1] = set_mode_ok("enable", name, "forced_open", "normal");
+    by[2] = set_mode_ok("metrics-only", name, "normal", "metrics_only");
+    by[3] = set_mode_ok("disable", name, "metrics_only", "disabled");
+    const char *moves[4][3] = {{"OPEN", "OPEN", "forced_open"},
+                               {"OPEN", "CLOSED", "normal"},
+                               {"CLOSED", "CLOSED", "metrics_only"},
+                               {"CLOSED", "CLOSED", "disabled"}};
+    for (int i = 0; i < 4; i++) {
+        char want[512];
+        snprintf(want, sizeof want, "circuit=%s from=%s to=%s reason=mode failures=0 pid=%d ", name, moves[i][0],
+                 moves[i][1], (int)by[i]);
+        const char *at = wait_for(&w, from, want, 5000);
+        ck_assert_msg(at != NULL, "watch did not print '%s'; got:\n%s", want, w.got.p + mark);
+        const char *end = strchr(at, '\n');
+        snprintf(want, sizeof want, "mode=%s", moves[i][2]);
+        const char *m = strstr(at, want);
+        ck_assert_msg(m && m < end, "no %s in the line: %.*s", want, (int)(end - at), at);
+        ck_assert_msg(strchr(w.got.p + from, '\n') == end, "unexpected output before it:\n%s", w.got.p + from);
+        from = (size_t)(end - w.got.p) + 1;
+    }
+    set_mode_ok("enable", name, "disabled", "normal");
+    stop_watch(&w);
+    cb_close(b);
+    ck_assert_int_eq(cb_unlink(name), 0);
+}
+END_TEST
+
 static Suite *cbctl_suite(void)
 {
     Suite *s = suite_create("cbctl");
@@ -1831,6 +2448,7 @@ static Suite *cbctl_suite(void)
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_list_and_show_see_workers);
     tcase_add_test(tc, test_trip_and_reset_reach_workers);
+    tcase_add_test(tc, test_modes_reach_workers);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("commands");
@@ -1838,6 +2456,9 @@ static Suite *cbctl_suite(void)
     tcase_add_unchecked_fixture(tc, NULL, forget_all);
     tcase_add_test(tc, test_create_and_rm);
     tcase_add_test(tc, test_create_race_keeps_server_config);
+    tcase_add_test(tc, test_create_policies);
+    tcase_add_test(tc, test_show_window_and_policies);
+    tcase_add_test(tc, test_show_backoff_step);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("exit-codes");
@@ -1857,6 +2478,7 @@ static Suite *cbctl_suite(void)
     tcase_add_test(tc, test_watch_prints_transitions);
     tcase_add_test(tc, test_watch_follows_a_recreated_circuit);
     tcase_add_test(tc, test_watch_redraws_on_a_terminal);
+    tcase_add_test(tc, test_watch_prints_mode_changes);
     suite_add_tcase(s, tc);
     return s;
 }

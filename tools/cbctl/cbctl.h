@@ -2,14 +2,15 @@
  * cbctl.h - what the files of cbctl share.
  *
  * cbctl parses arguments and formats; the library enumerates and reads
- * (cb_list, cb_inspect) and changes circuits (cb_reset, cb_trip, cb_open,
- * cb_unlink). One job per file:
+ * (cb_list, cb_inspect) and changes circuits (cb_reset, cb_trip,
+ * cb_set_mode, cb_open, cb_set_config, cb_unlink). One job per file:
  *
  *   main.c     options, usage text, command dispatch
  *   read.c     snapshots of all circuits (cb_list); one is cb_inspect's
  *   table.c    the column table: list as a table or as JSON
  *   show.c     one circuit in full, as text or JSON
  *   control.c  reset, trip, create, rm, state, is-closed
+ *   mode.c     disable, force-open, metrics-only, enable (operator modes)
  *   watch.c    redraw the list, or print transitions as they happen
  *   metrics.c  the Prometheus text exposition format
  *   format.c   durations, times, error messages and exit codes
@@ -29,7 +30,8 @@ enum {
     CBCTL_NOENT = 1,   /* no such circuit (is-closed: also "not closed") */
     CBCTL_USAGE = 2,   /* bad command, option, argument or circuit name */
     CBCTL_PERM = 3,    /* permission denied */
-    CBCTL_INVALID = 4  /* not a valid circuit segment, or another error */
+    CBCTL_INVALID = 4, /* not a valid circuit segment, or another error */
+    CBCTL_MODE = 5     /* reset, trip: refused, an operator mode is set */
 };
 
 /* Version of the JSON documents (list, show); bumped on incompatible change. */
@@ -42,7 +44,8 @@ struct options {
     const char *columns; /* -o LIST, NULL: the defaults */
     uint32_t interval_ms;
     int interval_set;
-    cb_config cfg;       /* create: zero fields not given */
+    cb_config cfg;       /* create: zero fields not given, CB_CONFIG_OFF
+                            for a policy turned off */
     int mode_set;
 };
 
@@ -55,6 +58,10 @@ void format_duration(uint64_t ms, char *buf, size_t len);
 void format_ago(uint64_t wall_ms, uint64_t now_ms, char *buf, size_t len);
 /* Local time "2026-11-27 17:35:10.123". */
 void format_local_time(uint64_t wall_ms, char *buf, size_t len);
+/* part x 100 / whole, floored to hundredths: "40.00" ("-" when whole is
+ * 0). Floored, so a rate shown is >= an integer percent exactly when the
+ * rate is (the trip rule's comparison). decimals: 1 or 2. */
+void format_percent(uint64_t part, uint64_t whole, int decimals, char *buf, size_t len);
 /* UTC "2026-11-27T17:35:10.123Z". */
 void format_iso_time(uint64_t wall_ms, char *buf, size_t len);
 uint64_t wall_now_ms(void);
@@ -89,6 +96,8 @@ void json_string(struct json *j, const char *key, const char *value); /* NULL: n
 void json_uint(struct json *j, const char *key, uint64_t value);
 void json_bool(struct json *j, const char *key, int value);
 void json_null(struct json *j, const char *key);
+/* A number already written as JSON text (e.g. "40.25"). */
+void json_number_text(struct json *j, const char *key, const char *text);
 /* "version", "cbreaker" and "timestamp" fields every document starts with. */
 void json_header(struct json *j, uint64_t now_ms);
 
@@ -121,6 +130,12 @@ int cmd_list(const struct options *o);
 int cmd_show(const struct options *o, const char *name);
 int cmd_reset(const struct options *o, const char *name);
 int cmd_trip(const struct options *o, const char *name);
+int cmd_disable(const struct options *o, const char *name);
+int cmd_force_open(const struct options *o, const char *name);
+int cmd_metrics_only(const struct options *o, const char *name);
+int cmd_enable(const struct options *o, const char *name);
+/* "disable", "force-open", "metrics-only"; "enable" for NORMAL. */
+const char *mode_verb(cb_mode mode);
 int cmd_create(const struct options *o, const char *name);
 int cmd_rm(const struct options *o, const char *name);
 int cmd_state(const struct options *o, const char *name);

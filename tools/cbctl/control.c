@@ -10,7 +10,9 @@
  *
  * reset and trip look at the circuit with cb_inspect before attaching,
  * so that an object that is not a circuit is refused at once with the
- * reason (see force()).
+ * reason (see force()). While an operator mode is set (mode.c) the
+ * library refuses both (CB_EMODE): the message names the mode and says
+ * to run `cbctl enable NAME` first; exit CBCTL_MODE.
  */
 #include <string.h>
 
@@ -30,7 +32,14 @@ static int force(const struct options *o, const char *name, cb_state to)
     if (rc < 0)
         return report_error(name, rc);
     int before = to == CB_CLOSED ? cb_reset(b) : cb_trip(b);
+    int looked = before == CB_EMODE ? cb_get_info(b, &info) : 0;
     cb_close(b);
+    if (before == CB_EMODE) {
+        cb_mode mode = looked == 0 || looked == CB_ECORRUPT ? info.mode : CB_MODE_NORMAL;
+        fprintf(stderr, "cbctl: %s: %s refused: operator mode %s is set (cbctl %s); run 'cbctl enable %s' first\n",
+                name, to == CB_CLOSED ? "reset" : "trip", cb_mode_name(mode), mode_verb(mode), name);
+        return CBCTL_MODE;
+    }
     if (before < 0)
         return report_error(name, before);
     if (!o->quiet)
@@ -41,14 +50,34 @@ static int force(const struct options *o, const char *name, cb_state to)
 int cmd_reset(const struct options *o, const char *name) { return force(o, name, CB_CLOSED); }
 int cmd_trip(const struct options *o, const char *name) { return force(o, name, CB_OPEN); }
 
+/* The config in one line; the policies only where they are on. */
 static void describe(const cb_info *in, char *buf, size_t len)
 {
-    char reset[32], probe[32];
-    format_duration(in->config.reset_timeout_ms, reset, sizeof reset);
-    format_duration(in->config.probe_timeout_ms, probe, sizeof probe);
-    snprintf(buf, len, "threshold %u, reset timeout %s, probe timeout %s, mode %04o",
-             (unsigned)in->config.failure_threshold, reset, probe, (unsigned)in->config.mode);
+    const cb_config *c = &in->config;
+    char reset[32], probe[32], window[32], slow[32], cap[32], policies[256] = "";
+    format_duration(c->reset_timeout_ms, reset, sizeof reset);
+    format_duration(c->probe_timeout_ms, probe, sizeof probe);
+    format_duration(c->window_ms, window, sizeof window);
+    format_duration(c->slow_call_ms, slow, sizeof slow);
+    format_duration(c->max_reset_timeout_ms, cap, sizeof cap);
+    size_t n = 0;
+    if (c->failure_rate)
+        n += (size_t)snprintf(policies + n, sizeof policies - n, ", failure rate %u%%", (unsigned)c->failure_rate);
+    if (c->slow_call_ms)
+        n += (size_t)snprintf(policies + n, sizeof policies - n, ", slow call %s at %u%%", slow,
+                              (unsigned)c->slow_call_rate);
+    if (c->failure_rate || c->slow_call_ms)
+        n += (size_t)snprintf(policies + n, sizeof policies - n, " (minimum %u calls in %s)",
+                              (unsigned)c->minimum_calls, window);
+    if (c->backoff_multiplier_pct)
+        snprintf(policies + n, sizeof policies - n, ", backoff %u%% up to %s", (unsigned)c->backoff_multiplier_pct,
+                 cap);
+    snprintf(buf, len, "threshold %u, reset timeout %s, probe timeout %s%s, mode %04o",
+             (unsigned)c->failure_threshold, reset, probe, policies, (unsigned)c->mode);
 }
+
+/* cb_open takes 0 for a policy that is off; cb_set_config, CB_CONFIG_OFF. */
+static uint32_t for_open(uint32_t v) { return v == CB_CONFIG_OFF ? 0 : v; }
 
 /*
  * Idempotent, for provisioning scripts: creates the circuit, or applies
@@ -62,13 +91,16 @@ int cmd_create(const struct options *o, const char *name)
 {
     static cb_info info;
     cb_config cfg = o->cfg;
+    cfg.failure_rate = for_open(cfg.failure_rate);
+    cfg.slow_call_ms = for_open(cfg.slow_call_ms);
+    cfg.backoff_multiplier_pct = for_open(cfg.backoff_multiplier_pct);
     cfg.flags = CB_OPEN_KEEP_CONFIG;
     cb_breaker *b = NULL;
     int rc = cb_open(name, &cfg, &b);
     if (rc < 0)
         return report_error(name, rc);
     if (rc != CB_CREATED) {
-        int changed = cb_set_config(b, &o->cfg); /* options left out are 0: kept */
+        int changed = cb_set_config(b, &o->cfg); /* options left out are 0: kept; off: CB_CONFIG_OFF */
         if (changed < 0) {
             cb_close(b);
             return report_error(name, changed);
@@ -81,7 +113,7 @@ int cmd_create(const struct options *o, const char *name)
         return report_error(name, looked); /* an impossible state: say so */
     if (o->quiet)
         return CBCTL_OK;
-    char what[256];
+    char what[512];
     describe(&info, what, sizeof what);
     const char *done = rc == CB_CREATED ? "created" : rc == CB_CONFIG_UPDATED ? "exists, config updated"
                                                                                : "exists, unchanged";

@@ -70,6 +70,17 @@ void format_ago(uint64_t wall_ms, uint64_t now_ms, char *buf, size_t len)
     snprintf(buf, len, "%s ago", d);
 }
 
+void format_percent(uint64_t part, uint64_t whole, int decimals, char *buf, size_t len)
+{
+    if (whole == 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    uint64_t scale = decimals == 1 ? 10 : 100;
+    uint64_t v = part * 100 * scale / whole; /* window counts: far from overflow */
+    snprintf(buf, len, "%" PRIu64 ".%0*" PRIu64, v / scale, decimals == 1 ? 1 : 2, v % scale);
+}
+
 static void format_time(uint64_t wall_ms, int utc, char *buf, size_t len)
 {
     time_t t = (time_t)(wall_ms / 1000);
@@ -114,6 +125,8 @@ const char *error_name(int err)
         return "ECORRUPT";
     case CB_EOWNER:
         return "EOWNER";
+    case CB_EMODE:
+        return "EMODE";
     }
     const char *s = err < 0 && err > CB_ERROR_BASE ? strerrorname_np(-err) : NULL;
     return s ? s : "EUNKNOWN";
@@ -167,8 +180,24 @@ int exit_code_for(int err)
     case -EPERM:
     case CB_EOWNER: /* like a permission: fixed by who owns the segment */
         return CBCTL_PERM;
+    case CB_EMODE:
+        return CBCTL_MODE;
     }
     return CBCTL_INVALID;
+}
+
+/* The library's text for CB_EVERSION says how to replace the segment,
+ * with the command's NAME left for us to fill in. */
+static void report_other_version(const char *name)
+{
+    const char *text = error_text(CB_EVERSION);
+    const char *slot = strstr(text, "cbctl rm NAME");
+    if (slot)
+        fprintf(stderr, "cbctl: %s: %.*scbctl rm %s%s\n", name, (int)(slot - text), text, name,
+                slot + strlen("cbctl rm NAME"));
+    else
+        fprintf(stderr, "cbctl: %s: %s; 'cbctl rm %s' removes it, then the next open creates it anew\n", name, text,
+                name);
 }
 
 int report_error(const char *name, int err)
@@ -195,6 +224,8 @@ int report_error(const char *name, int err)
     if (err == CB_ECORRUPT)
         fprintf(stderr, "cbctl: %s: %s; 'cbctl reset %s' repairs it\n", name,
                 "the state word holds an impossible state", name);
+    else if (err == CB_EVERSION)
+        report_other_version(name);
     else
         fprintf(stderr, "cbctl: %s: %s\n", name, error_text_for(name, err));
     return exit_code_for(err);

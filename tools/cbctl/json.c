@@ -121,6 +121,12 @@ void json_null(struct json *j, const char *key)
     fputs("null", j->f);
 }
 
+void json_number_text(struct json *j, const char *key, const char *text)
+{
+    begin_value(j, key);
+    fputs(text, j->f);
+}
+
 void json_header(struct json *j, uint64_t now_ms)
 {
     char iso[64];

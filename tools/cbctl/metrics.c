@@ -10,12 +10,18 @@
  * (label circuit="NAME"; names are letters, digits, '.', '_', '-', so
  * they need no escaping). Objects that are not valid circuits are left
  * out, with a line on stderr.
+ *
+ * The operator mode is one gauge with the mode as a number, named in its
+ * HELP (like cbreaker_state), not a gauge per mode label: one series per
+ * circuit, and `cbreaker_mode != 0` finds every circuit held by an
+ * operator. Rates are percentages of the calls in the window, floored to
+ * hundredths (as cbctl show), 0 when the window holds no call.
  */
 #include "cbctl.h"
 
 enum value {
     V_STATE, V_FAILURES, V_ALLOWED, V_REJECTED, V_SUCCESSES, V_FAILED, V_RELEASED, V_LATE,
-    V_TRIPS, V_PROBES, V_UNTIL_PROBE
+    V_TRIPS, V_PROBES, V_UNTIL_PROBE, V_FAILURE_RATE, V_SLOW_CALL_RATE, V_OPEN_SECONDS, V_MODE
 };
 
 static const struct family {
@@ -39,7 +45,27 @@ static const struct family {
     {"cbreaker_probes_total", "counter", "Half-open probes granted.", NULL, V_PROBES},
     {"cbreaker_seconds_until_probe", "gauge", "Seconds until an open circuit lets a probe through (0 otherwise).",
      NULL, V_UNTIL_PROBE},
+    {"cbreaker_failure_rate", "gauge",
+     "Failed calls in the rate window, in percent of its calls (0 when it holds none).", NULL, V_FAILURE_RATE},
+    {"cbreaker_slow_call_rate", "gauge",
+     "Slow calls in the rate window, in percent of its calls (0 when it holds none).", NULL, V_SLOW_CALL_RATE},
+    {"cbreaker_open_seconds", "gauge",
+     "The open period now: the reset timeout grown by backoff after failed probes.", NULL, V_OPEN_SECONDS},
+    {"cbreaker_mode", "gauge", "Operator mode: 0 normal, 1 disabled, 2 forced_open, 3 metrics_only.", NULL,
+     V_MODE},
 };
+
+static void put_seconds(FILE *f, uint64_t ms)
+{
+    fprintf(f, "%llu.%03u\n", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+}
+
+static void put_rate(FILE *f, uint64_t part, uint64_t whole)
+{
+    char buf[32];
+    format_percent(part, whole, 2, buf, sizeof buf);
+    fprintf(f, "%s\n", whole ? buf : "0");
+}
 
 static void put_value(FILE *f, const cb_info *in, enum value v)
 {
@@ -76,11 +102,21 @@ static void put_value(FILE *f, const cb_info *in, enum value v)
     case V_PROBES:
         n = k->probes;
         break;
-    case V_UNTIL_PROBE: {
-        uint64_t ms = in->state == CB_OPEN ? in->ms_until_probe : 0;
-        fprintf(f, "%llu.%03u\n", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+    case V_UNTIL_PROBE:
+        put_seconds(f, in->state == CB_OPEN ? in->ms_until_probe : 0);
         return;
-    }
+    case V_FAILURE_RATE:
+        put_rate(f, in->window_failures, in->window_calls);
+        return;
+    case V_SLOW_CALL_RATE:
+        put_rate(f, in->window_slow_calls, in->window_calls);
+        return;
+    case V_OPEN_SECONDS:
+        put_seconds(f, in->open_timeout_ms);
+        return;
+    case V_MODE:
+        n = (uint64_t)in->mode;
+        break;
     }
     fprintf(f, "%llu\n", (unsigned long long)n);
 }

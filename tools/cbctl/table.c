@@ -10,7 +10,14 @@
  *
  * An object that is not a valid circuit gets its name and, in place of
  * the other columns, the reason ("invalid: ...").
+ *
+ * An operator mode other than normal shows in the STATE column of the
+ * table, in capitals, in place of the state it implies (FORCED_OPEN,
+ * DISABLED, METRICS_ONLY): an operator sees at once that a circuit is
+ * held, not tripped. The JSON "state" keeps CLOSED, OPEN or HALF_OPEN;
+ * "operator_mode" has the mode.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +34,7 @@ struct cell {
     char text[CB_NAME_MAX + 1]; /* a name is the longest */
     enum { CELL_NUMBER, CELL_STRING, CELL_NULL } kind;
     uint64_t number;
+    const char *json; /* CELL_STRING: the JSON value when not the text */
 };
 
 static void set_number(struct cell *c, uint64_t v)
@@ -39,6 +47,7 @@ static void set_number(struct cell *c, uint64_t v)
 static void set_string(struct cell *c, const char *s)
 {
     c->kind = CELL_STRING;
+    c->json = NULL;
     snprintf(c->text, sizeof c->text, "%s", s);
 }
 
@@ -54,7 +63,26 @@ static const cb_transition *last(const struct row *r)
 }
 
 static void col_name(const struct row *r, struct cell *c) { set_string(c, r->info->name); }
-static void col_state(const struct row *r, struct cell *c) { set_string(c, cb_state_name(r->info->state)); }
+static void col_state(const struct row *r, struct cell *c)
+{
+    set_string(c, cb_state_name(r->info->state));
+    if (r->info->mode == CB_MODE_NORMAL)
+        return;
+    set_string(c, cb_mode_name(r->info->mode));
+    c->json = cb_state_name(r->info->state);
+    for (char *p = c->text; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+}
+static void col_operator_mode(const struct row *r, struct cell *c) { set_string(c, cb_mode_name(r->info->mode)); }
+static void col_open_period(const struct row *r, struct cell *c)
+{
+    set_number(c, r->info->open_timeout_ms);
+    format_duration(r->info->open_timeout_ms, c->text, sizeof c->text);
+}
+static void col_backoff_step(const struct row *r, struct cell *c) { set_number(c, r->info->backoff_step); }
+static void col_window_calls(const struct row *r, struct cell *c) { set_number(c, r->info->window_calls); }
+static void col_window_failures(const struct row *r, struct cell *c) { set_number(c, r->info->window_failures); }
+static void col_window_slow(const struct row *r, struct cell *c) { set_number(c, r->info->window_slow_calls); }
 static void col_failures(const struct row *r, struct cell *c)
 {
     set_number(c, r->info->failures);
@@ -64,7 +92,7 @@ static void col_failures(const struct row *r, struct cell *c)
 static void col_threshold(const struct row *r, struct cell *c) { set_number(c, r->info->config.failure_threshold); }
 static void col_probe_in(const struct row *r, struct cell *c)
 {
-    if (r->info->state != CB_OPEN) {
+    if (r->info->state != CB_OPEN || r->info->mode == CB_MODE_FORCED_OPEN) {
         set_null(c);
         return;
     }
@@ -134,7 +162,7 @@ static const struct column {
     void (*render)(const struct row *, struct cell *);
 } columns[] = {
     {"NAME", "name", 1, 0, "circuit name", col_name},
-    {"STATE", "state", 1, 0, "CLOSED, OPEN or HALF_OPEN", col_state},
+    {"STATE", "state", 1, 0, "CLOSED, OPEN or HALF_OPEN; an operator mode in its place", col_state},
     {"FAILS", "failures", 1, 1, "consecutive failures / threshold (CLOSED)", col_failures},
     {"PROBE_IN", "ms_until_probe", 1, 1, "time until a probe is let through (OPEN)", col_probe_in},
     {"PROBE_PID", "probe_pid", 1, 1, "pid of the probe holder (HALF_OPEN)", col_probe_pid},
@@ -147,6 +175,12 @@ static const struct column {
     {"PROBE_TIMEOUT", "probe_timeout_ms", 0, 1, "probe lease", col_probe_timeout},
     {"MODE", "mode", 0, 0, "permission bits of the segment", col_mode},
     {"GEN", "generation", 0, 1, "generation of the state word", col_generation},
+    {"OPMODE", "operator_mode", 0, 0, "normal, disabled, forced_open or metrics_only", col_operator_mode},
+    {"OPEN_PERIOD", "open_timeout_ms", 0, 1, "the open period now (backoff included)", col_open_period},
+    {"STEP", "backoff_step", 0, 1, "failed probes in a row (backoff step)", col_backoff_step},
+    {"W_CALLS", "window_calls", 0, 1, "calls in the rate window", col_window_calls},
+    {"W_FAILS", "window_failures", 0, 1, "failures in the rate window", col_window_failures},
+    {"W_SLOW", "window_slow_calls", 0, 1, "slow calls in the rate window", col_window_slow},
     {"SUCCESSES", "successes", 0, 1, "successes reported", col_successes},
     {"FAILURES", "failures_total", 0, 1, "failures reported", col_failed},
     {"RELEASED", "released", 0, 1, "permits released without a verdict", col_released},
@@ -294,7 +328,7 @@ void print_list_json(FILE *f, const struct entries *e, const struct options *o, 
             if (cell.kind == CELL_NUMBER)
                 json_uint(&j, cols[c]->json, cell.number);
             else if (cell.kind == CELL_STRING)
-                json_string(&j, cols[c]->json, cell.text);
+                json_string(&j, cols[c]->json, cell.json ? cell.json : cell.text);
             else
                 json_null(&j, cols[c]->json);
         }

@@ -5,7 +5,10 @@
  * (default 1 s), like watch(1) around `cbctl list`.
  *
  * Otherwise: one line per transition as it happens, in the library's
- * key=value log format (cb_log_listener), for `cbctl watch redis | logger`.
+ * key=value log format (cb_format_event, as cb_log_listener writes it:
+ * the reason, the operator mode), for `cbctl watch redis | logger`.
+ * Would-open announcements of METRICS_ONLY are events, not transitions:
+ * the history does not keep them, so watch cannot show them.
  * Each circuit's history is polled (default every 100 ms) and the entries
  * whose generation was not in the history at the previous poll are
  * printed, oldest first. Each generation is entered by one transition at
@@ -125,11 +128,14 @@ static int had(const struct seen *s, uint32_t generation)
     return 0;
 }
 
+/* The history entry as the library's log listener writes the transition
+ * (cb_format_event: reason, mode, ...), so the two never differ. */
 static void print_transition(const char *name, const cb_transition *t)
 {
-    printf("event=%s circuit=%s from=%s to=%s reason=%s failures=%u pid=%d wall_ms=%llu\n", cb_event_name(t),
-           name, cb_state_name(t->from), cb_state_name(t->to), cb_reason_name(t->reason), (unsigned)t->failures,
-           (int)t->pid, (unsigned long long)t->wall_ms);
+    char line[512];
+    cb_event ev = {.circuit = name, .transition = *t, .mono_ms = 0};
+    if (cb_format_event(&ev, line, sizeof line) >= 0)
+        printf("%s\n", line);
 }
 
 /* Print the entries of `now` whose generation `before` had not (NULL: a
