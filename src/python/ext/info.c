@@ -45,7 +45,8 @@ static PyObject *transition_dict(const cb_transition *t)
         put(d, "to", PyUnicode_FromString(cb_state_name(t->to))) ||
         put(d, "reason", PyUnicode_FromString(cb_reason_name(t->reason))) ||
         put(d, "failures", PyLong_FromUnsignedLong(t->failures)) ||
-        put(d, "pid", PyLong_FromUnsignedLong((uint32_t)t->pid)))
+        put(d, "pid", PyLong_FromUnsignedLong((uint32_t)t->pid)) ||
+        put(d, "mode", PyUnicode_FromString(cb_mode_name(t->mode))))
         Py_CLEAR(d);
     return d;
 }
@@ -98,6 +99,12 @@ PyObject *info_to_dict(const cb_info *in)
         put(d, "ms_until_probe", uint_or_none(in->state == CB_OPEN, in->ms_until_probe)) ||
         put(d, "probe_pid", uint_or_none(in->probe_pid != 0, (uint64_t)in->probe_pid)) ||
         put(d, "probe_lease_ms", uint_or_none(in->state == CB_HALF_OPEN, in->probe_lease_ms)) ||
+        put(d, "mode", PyUnicode_FromString(cb_mode_name(in->mode))) ||
+        put(d, "open_timeout_ms", PyLong_FromUnsignedLongLong(in->open_timeout_ms)) ||
+        put(d, "backoff_step", PyLong_FromUnsignedLong(in->backoff_step)) ||
+        put(d, "window_calls", PyLong_FromUnsignedLongLong(in->window_calls)) ||
+        put(d, "window_failures", PyLong_FromUnsignedLongLong(in->window_failures)) ||
+        put(d, "window_slow_calls", PyLong_FromUnsignedLongLong(in->window_slow_calls)) ||
         put(d, "config", config_to_dict(&in->config)) || put(d, "segment", segment_dict(in)) ||
         put(d, "counters", counters_dict(&in->counters)) || put(d, "history", history_list(in)))
         Py_CLEAR(d);
