@@ -1,9 +1,14 @@
 /*
- * config.c - the stored config: resolving a caller's cb_config, and
- * reading, comparing and replacing the threshold and timeouts a segment
- * holds (cb_open with a config, cb_set_config).
+ * config.c - the stored config: resolving and checking a caller's
+ * cb_config, and reading, comparing and replacing the threshold, timeouts
+ * and policies a segment holds (cb_open with a config, cb_set_config).
  *
- * Three 32-bit values do not fit one 64-bit CAS, and storing them one by
+ * A slot holds CB_CF_COUNT words: the cb_config fields, resolved (zero
+ * fields already replaced by their defaults; a policy that is off stays
+ * 0), and CB_CF_POLICY, derived from them when the slot is written, so
+ * the hot path learns from one word whether any policy is on.
+ *
+ * Several 32-bit values do not fit one 64-bit CAS, and storing them one by
  * one lets two updates leave a mix. So the segment keeps CB_CONFIG_SLOTS
  * slots of them and one word, config_current, that puts one slot in force:
  * the ticket of the update that wrote it; the slot is ticket %
@@ -72,6 +77,18 @@
 
 #define CB_OPEN_KNOWN_FLAGS (CB_OPEN_TRUST_GROUP | CB_OPEN_KEEP_CONFIG)
 
+/* Whether a policy field set by the caller is within its range. */
+static int policy_valid(const cb_config *in)
+{
+    return in->failure_rate <= 100u && in->slow_call_rate <= 100u &&
+           (in->window_ms == 0 || (in->window_ms >= CB_WINDOW_MS_MIN && in->window_ms <= CB_WINDOW_MS_MAX)) &&
+           in->slow_call_ms <= CB_SLOW_CALL_MS_MAX &&
+           (in->backoff_multiplier_pct == 0 ||
+            (in->backoff_multiplier_pct >= 100u && in->backoff_multiplier_pct <= CB_BACKOFF_MULTIPLIER_MAX));
+}
+
+static uint32_t or_default(uint32_t v, uint32_t def) { return v ? v : def; }
+
 int cb_resolve_config(const cb_config *in, cb_config *out)
 {
     static const cb_config none;
@@ -79,12 +96,20 @@ int cb_resolve_config(const cb_config *in, cb_config *out)
         in = &none;
     /* A segment others may write would be refused by every opener but its
      * creator (CB_EOWNER) and trusted by none: refuse to make one. */
-    if ((in->mode & ~0777u) || (in->mode & 0002u) || (in->flags & ~CB_OPEN_KNOWN_FLAGS))
+    if ((in->mode & ~0777u) || (in->mode & 0002u) || (in->flags & ~CB_OPEN_KNOWN_FLAGS) || !policy_valid(in))
         return -EINVAL;
-    out->failure_threshold = in->failure_threshold ? in->failure_threshold : CB_DEFAULT_FAILURE_THRESHOLD;
-    out->reset_timeout_ms = in->reset_timeout_ms ? in->reset_timeout_ms : CB_DEFAULT_RESET_TIMEOUT_MS;
-    out->probe_timeout_ms = in->probe_timeout_ms ? in->probe_timeout_ms : out->reset_timeout_ms;
-    out->mode = in->mode ? in->mode : CB_DEFAULT_MODE;
+    out->failure_threshold = or_default(in->failure_threshold, CB_DEFAULT_FAILURE_THRESHOLD);
+    out->reset_timeout_ms = or_default(in->reset_timeout_ms, CB_DEFAULT_RESET_TIMEOUT_MS);
+    out->probe_timeout_ms = or_default(in->probe_timeout_ms, out->reset_timeout_ms);
+    out->mode = or_default(in->mode, CB_DEFAULT_MODE);
+    out->failure_rate = in->failure_rate; /* 0: off */
+    out->minimum_calls = or_default(in->minimum_calls, CB_DEFAULT_MINIMUM_CALLS);
+    out->window_ms = or_default(in->window_ms, CB_DEFAULT_WINDOW_MS);
+    out->slow_call_ms = in->slow_call_ms; /* 0: off */
+    out->slow_call_rate = or_default(in->slow_call_rate, CB_DEFAULT_SLOW_CALL_RATE);
+    /* 100 multiplies by one: stored as off, so equal configs compare equal. */
+    out->backoff_multiplier_pct = in->backoff_multiplier_pct == 100u ? 0 : in->backoff_multiplier_pct;
+    out->max_reset_timeout_ms = or_default(in->max_reset_timeout_ms, CB_DEFAULT_MAX_RESET_TIMEOUT_MS);
     out->flags = in->flags;
     return 0;
 }
@@ -98,12 +123,43 @@ static void values_of(const cb_config *cfg, uint32_t v[CB_CF_COUNT])
     v[CB_CF_THRESHOLD] = cfg->failure_threshold;
     v[CB_CF_RESET_TIMEOUT] = cfg->reset_timeout_ms;
     v[CB_CF_PROBE_TIMEOUT] = cfg->probe_timeout_ms;
+    v[CB_CF_FAILURE_RATE] = cfg->failure_rate;
+    v[CB_CF_MINIMUM_CALLS] = cfg->minimum_calls;
+    v[CB_CF_WINDOW] = cfg->window_ms;
+    v[CB_CF_SLOW_CALL_MS] = cfg->slow_call_ms;
+    v[CB_CF_SLOW_CALL_RATE] = cfg->slow_call_rate;
+    v[CB_CF_BACKOFF] = cfg->backoff_multiplier_pct;
+    v[CB_CF_MAX_RESET_TIMEOUT] = cfg->max_reset_timeout_ms;
+    /* Derived, so the hot path tests one word for "any policy". */
+    v[CB_CF_POLICY] = (cfg->failure_rate || cfg->slow_call_ms ? CB_POLICY_WINDOW : 0u) |
+                      (cfg->slow_call_ms ? CB_POLICY_SLOW : 0u);
 }
 
+static void config_of(const uint64_t w[CB_CF_COUNT], cb_config *out)
+{
+    out->failure_threshold = (uint32_t)w[CB_CF_THRESHOLD];
+    out->reset_timeout_ms = (uint32_t)w[CB_CF_RESET_TIMEOUT];
+    out->probe_timeout_ms = (uint32_t)w[CB_CF_PROBE_TIMEOUT];
+    out->failure_rate = (uint32_t)w[CB_CF_FAILURE_RATE];
+    out->minimum_calls = (uint32_t)w[CB_CF_MINIMUM_CALLS];
+    out->window_ms = (uint32_t)w[CB_CF_WINDOW];
+    out->slow_call_ms = (uint32_t)w[CB_CF_SLOW_CALL_MS];
+    out->slow_call_rate = (uint32_t)w[CB_CF_SLOW_CALL_RATE];
+    out->backoff_multiplier_pct = (uint32_t)w[CB_CF_BACKOFF];
+    out->max_reset_timeout_ms = (uint32_t)w[CB_CF_MAX_RESET_TIMEOUT];
+    out->mode = out->flags = 0;
+}
+
+/* Equal in every stored field (mode and flags are not stored). */
 static int same_config(const cb_config *a, const cb_config *b)
 {
-    return a->failure_threshold == b->failure_threshold && a->reset_timeout_ms == b->reset_timeout_ms &&
-           a->probe_timeout_ms == b->probe_timeout_ms;
+    uint32_t va[CB_CF_COUNT], vb[CB_CF_COUNT];
+    values_of(a, va);
+    values_of(b, vb);
+    for (unsigned f = 0; f < CB_CF_COUNT; f++)
+        if (va[f] != vb[f])
+            return 0;
+    return 1;
 }
 
 void cb_config_init(struct cb_segment *seg, const cb_config *cfg)
@@ -129,10 +185,7 @@ static int read_current(const struct cb_segment *seg, cb_config *out, uint64_t *
         w[f] = atomic_load_explicit(&slot->word[f], memory_order_relaxed);
         consistent &= ticket_of(w[f]) == (uint32_t)v;
     }
-    out->failure_threshold = (uint32_t)w[CB_CF_THRESHOLD];
-    out->reset_timeout_ms = (uint32_t)w[CB_CF_RESET_TIMEOUT];
-    out->probe_timeout_ms = (uint32_t)w[CB_CF_PROBE_TIMEOUT];
-    out->mode = out->flags = 0;
+    config_of(w, out);
     *current = v;
     return consistent;
 }
@@ -233,24 +286,64 @@ int cb_store_config(struct cb_segment *seg, const cb_config *cfg)
     return update(seg, cfg, take_whole);
 }
 
-/* Non-zero fields of given; a probe timeout that followed the reset
- * timeout goes on following it. */
+/* One field of cb_set_config: 0 keeps the stored value, CB_CONFIG_OFF
+ * takes the zero meaning (the default, or the policy off). */
+static uint32_t given_or(uint32_t given, uint32_t stored, uint32_t zero_meaning)
+{
+    return given == 0 ? stored : given == CB_CONFIG_OFF ? zero_meaning : given;
+}
+
+/* given's fields over the config in force (given is checked: see
+ * cb_set_config); a probe timeout that followed the reset timeout goes
+ * on following it. */
 static void take_given(const cb_config *now, const cb_config *given, cb_config *next)
 {
-    next->failure_threshold = given->failure_threshold ? given->failure_threshold : now->failure_threshold;
-    next->reset_timeout_ms = given->reset_timeout_ms ? given->reset_timeout_ms : now->reset_timeout_ms;
-    if (given->probe_timeout_ms)
+    static const cb_config none;
+    cb_config zero;
+    cb_resolve_config(&none, &zero); /* the zero meaning of every field */
+    next->failure_threshold = given_or(given->failure_threshold, now->failure_threshold, zero.failure_threshold);
+    next->reset_timeout_ms = given_or(given->reset_timeout_ms, now->reset_timeout_ms, zero.reset_timeout_ms);
+    if (given->probe_timeout_ms == CB_CONFIG_OFF)
+        next->probe_timeout_ms = next->reset_timeout_ms;
+    else if (given->probe_timeout_ms)
         next->probe_timeout_ms = given->probe_timeout_ms;
     else if (given->reset_timeout_ms && now->probe_timeout_ms == now->reset_timeout_ms)
-        next->probe_timeout_ms = given->reset_timeout_ms;
+        next->probe_timeout_ms = next->reset_timeout_ms;
     else
         next->probe_timeout_ms = now->probe_timeout_ms;
+    next->failure_rate = given_or(given->failure_rate, now->failure_rate, zero.failure_rate);
+    next->minimum_calls = given_or(given->minimum_calls, now->minimum_calls, zero.minimum_calls);
+    next->window_ms = given_or(given->window_ms, now->window_ms, zero.window_ms);
+    next->slow_call_ms = given_or(given->slow_call_ms, now->slow_call_ms, zero.slow_call_ms);
+    next->slow_call_rate = given_or(given->slow_call_rate, now->slow_call_rate, zero.slow_call_rate);
+    next->backoff_multiplier_pct =
+        given_or(given->backoff_multiplier_pct, now->backoff_multiplier_pct, zero.backoff_multiplier_pct);
+    if (next->backoff_multiplier_pct == 100u)
+        next->backoff_multiplier_pct = 0; /* stored as off, as cb_resolve_config does */
+    next->max_reset_timeout_ms =
+        given_or(given->max_reset_timeout_ms, now->max_reset_timeout_ms, zero.max_reset_timeout_ms);
+    next->mode = next->flags = 0;
+}
+
+/* given with CB_CONFIG_OFF fields as 0: what cb_resolve_config checks.
+ * Every field of the resulting config is either stored (checked when it
+ * was stored), a default, or one of these; no rule ties two fields, so
+ * checking these checks the result. */
+static int given_valid(const cb_config *given)
+{
+    cb_config c = *given, resolved;
+    uint32_t *f[] = {&c.failure_threshold, &c.reset_timeout_ms, &c.probe_timeout_ms, &c.failure_rate,
+                     &c.minimum_calls, &c.window_ms, &c.slow_call_ms, &c.slow_call_rate,
+                     &c.backoff_multiplier_pct, &c.max_reset_timeout_ms};
+    for (unsigned i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (*f[i] == CB_CONFIG_OFF)
+            *f[i] = 0;
+    return cb_resolve_config(&c, &resolved) == 0;
 }
 
 int cb_set_config(cb_breaker *b, const cb_config *cfg)
 {
-    cb_config checked;
-    if (!b || !cfg || cb_resolve_config(cfg, &checked) != 0)
+    if (!b || !cfg || !given_valid(cfg))
         return -EINVAL;
     return update(b->seg, cfg, take_given);
 }

@@ -15,7 +15,8 @@ const char *cb_strerror(int err)
     case CB_ENOTCB:
         return "not a cbreaker segment (not a regular file, bad magic or unknown ready word)";
     case CB_EVERSION:
-        return "segment has another layout version";
+        return "segment has another layout version (made by another cbreaker release): "
+               "remove it with `cbctl rm NAME`, then reopen";
     case CB_ESIZE:
         return "segment size is wrong (truncated or grown)";
     case CB_ELAYOUT:
@@ -26,6 +27,8 @@ const char *cb_strerror(int err)
         return "segment state word holds an impossible state (reset repairs it)";
     case CB_EOWNER:
         return "segment owned by another user or writable by others: not trusted";
+    case CB_EMODE:
+        return "refused while an operator mode is set (set the mode to normal first)";
     }
     if (err < 0 && err > CB_ERROR_BASE)
         return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";

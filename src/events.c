@@ -4,7 +4,10 @@
  * record.c).
  *
  * Only the process whose CAS made a transition calls cb_emit() for it, so
- * each transition is recorded and announced exactly once, host-wide.
+ * each transition is recorded and announced exactly once, host-wide. A
+ * would-open announcement (METRICS_ONLY) is made by the process whose CAS
+ * set the crossing mark, likewise once, and is not recorded: the state
+ * did not change.
  */
 #include <unistd.h>
 
@@ -12,25 +15,47 @@
 #include "history.h"
 #include "state_word.h"
 
-void cb_emit(cb_breaker *b, uint64_t from, uint64_t to, cb_reason reason, uint32_t failures,
-             uint64_t mono_ms)
+static void fill(cb_event *ev, const cb_breaker *b, uint64_t from, uint64_t to, cb_reason reason,
+                 uint32_t failures, uint64_t mono_ms)
 {
-    cb_event ev = {
+    *ev = (cb_event){
         .circuit = b->name,
         .transition = {
-            .from = (cb_state)sw_state(from),
-            .to = (cb_state)sw_state(to),
+            /* What callers see: a mode word looks CLOSED or OPEN. */
+            .from = (cb_state)sw_apparent(from),
+            .to = (cb_state)sw_apparent(to),
             .reason = reason,
             .failures = failures,
             .pid = (int32_t)getpid(),
             .wall_ms = cb_clock_wall_ms(),
             .generation = (uint32_t)sw_gen(to),
+            .mode = (cb_mode)sw_mode(to),
         },
         .mono_ms = mono_ms,
     };
+}
+
+void cb_emit(cb_breaker *b, uint64_t from, uint64_t to, cb_reason reason, uint32_t failures,
+             uint64_t mono_ms)
+{
+    cb_event ev;
+    fill(&ev, b, from, to, reason, failures, mono_ms);
     cb_history_record(b->seg, sw_gen(to), &ev.transition);
     if (b->listener)
         b->listener(&ev, b->listener_ctx);
+}
+
+void cb_announce_would_open(cb_breaker *b, uint64_t word, cb_reason reason, uint32_t failures,
+                            uint64_t mono_ms)
+{
+    if (!b->listener)
+        return;
+    cb_event ev;
+    fill(&ev, b, word, word, reason, failures, mono_ms);
+    ev.transition.from = CB_CLOSED;
+    ev.transition.to = CB_OPEN;
+    ev.transition.would_open = 1;
+    b->listener(&ev, b->listener_ctx);
 }
 
 void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx)
@@ -99,6 +124,8 @@ const char *cb_mode_name(cb_mode m)
 /* Named after the state entered, as the reference's log events are. */
 const char *cb_event_name(const cb_transition *t)
 {
+    if (t && t->would_open)
+        return "circuit_breaker_would_open";
     switch (t ? t->to : (cb_state)-1) {
     case CB_CLOSED:
         return "circuit_breaker_closed";

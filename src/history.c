@@ -62,7 +62,7 @@ static int is_older(uint64_t tag, uint64_t gen)
 void cb_history_words(uint64_t gen, const cb_transition *t, uint64_t words[CB_RW_COUNT])
 {
     uint64_t what = CB_RW_WRITTEN | (uint64_t)(t->from & 0xff) | (uint64_t)(t->to & 0xff) << 8 |
-                    (uint64_t)(t->reason & 0xff) << 16;
+                    (uint64_t)(t->reason & 0xff) << 16 | (uint64_t)(t->mode & 3) << CB_RW_MODE_SHIFT;
     words[CB_RW_WHAT] = tagged(gen, what);
     words[CB_RW_FAILURES] = tagged(gen, t->failures);
     words[CB_RW_PID] = tagged(gen, (uint32_t)t->pid);
@@ -107,6 +107,8 @@ static int read_entry(const struct cb_segment *seg, uint64_t gen, cb_transition 
     out->from = (cb_state)(v[CB_RW_WHAT] & 0xff);
     out->to = (cb_state)((v[CB_RW_WHAT] >> 8) & 0xff);
     out->reason = (cb_reason)((v[CB_RW_WHAT] >> 16) & 0xff);
+    out->mode = (cb_mode)((v[CB_RW_WHAT] >> CB_RW_MODE_SHIFT) & 3);
+    out->would_open = 0; /* never recorded */
     out->failures = (uint32_t)v[CB_RW_FAILURES];
     out->pid = (int32_t)(uint32_t)v[CB_RW_PID];
     out->wall_ms = v[CB_RW_WALL_MS];

@@ -15,10 +15,12 @@ int cb_format_event(const cb_event *event, char *buf, size_t len)
     if (!event || !buf || len == 0)
         return -EINVAL;
     const cb_transition *t = &event->transition;
-    int n = snprintf(buf, len, "event=%s circuit=%s from=%s to=%s reason=%s failures=%u pid=%d wall_ms=%llu",
+    /* mode= last: lines of cbreaker 0.2 are a prefix of these. */
+    int n = snprintf(buf, len,
+                     "event=%s circuit=%s from=%s to=%s reason=%s failures=%u pid=%d wall_ms=%llu mode=%s",
                      cb_event_name(t), event->circuit ? event->circuit : "", cb_state_name(t->from),
                      cb_state_name(t->to), cb_reason_name(t->reason), (unsigned)t->failures, (int)t->pid,
-                     (unsigned long long)t->wall_ms);
+                     (unsigned long long)t->wall_ms, cb_mode_name(t->mode));
     return n < 0 ? -EINVAL : n;
 }
 

@@ -122,7 +122,8 @@ struct cb_config_slot {
  * belongs to in its top CB_RING_TAG_BITS bits and one field below (see
  * history.c for why every word carries it). */
 enum cb_ring_word {
-    CB_RW_WHAT,     /* CB_RW_WRITTEN | from | to << 8 | reason << 16 */
+    CB_RW_WHAT,     /* CB_RW_WRITTEN | from | to << 8 | reason << 16 |
+                       mode << CB_RW_MODE_SHIFT */
     CB_RW_FAILURES, /* consecutive failures that caused it */
     CB_RW_PID,      /* the process whose CAS made it */
     CB_RW_WALL_MS,  /* CLOCK_REALTIME ms, modulo 2^42 (year 2109) */
@@ -133,6 +134,8 @@ enum cb_ring_word {
 #define CB_RING_VALUE_MASK ((UINT64_C(1) << CB_RING_VALUE_BITS) - 1u)
 /* Set in every what word written: tells generation 0 from zeroed memory. */
 #define CB_RW_WRITTEN (UINT64_C(1) << 24)
+/* The operator mode in force after the transition (2 bits). */
+#define CB_RW_MODE_SHIFT 25u
 
 struct cb_ring_entry {
     _Atomic uint64_t word[CB_RW_COUNT];

@@ -86,6 +86,22 @@ static inline unsigned sw_mode(uint64_t w)
     return sw_state(w) == CB_STATE_MODE ? (unsigned)(sw_payload(w) & CB_MODE_MASK) : CB_MODE_NORMAL;
 }
 
+/* The state a caller sees: FORCED_OPEN looks OPEN, DISABLED and
+ * METRICS_ONLY look CLOSED, a corrupt word is CB_STATE_MODE (3). */
+static inline unsigned sw_apparent(uint64_t w)
+{
+    if (sw_state(w) != CB_STATE_MODE)
+        return sw_state(w);
+    switch (sw_mode(w)) {
+    case CB_MODE_FORCED_OPEN:
+        return CB_OPEN;
+    case CB_MODE_DISABLED:
+    case CB_MODE_METRICS_ONLY:
+        return CB_CLOSED;
+    }
+    return CB_STATE_MODE;
+}
+
 /* Milliseconds from then to now on the 36-bit clock. A stamp ahead of
  * now (by less than half the clock's range) has not elapsed at all: better
  * a late probe than a second one. */

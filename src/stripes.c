@@ -64,6 +64,10 @@
  * segment's instance id, so a different circuit mapped at a reused address
  * misses. A fork() handler empties the cache in the child, which must not
  * write its parent's stripes.
+ *
+ * Each claim also raises the segment's stripes_used (1 + the highest
+ * stripe ever claimed) by a CAS-max, so sums of the window read only the
+ * stripes that can hold counts.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -192,6 +196,17 @@ static unsigned claim_in_segment(const cb_breaker *b)
     return CB_SHARED_STRIPE;
 }
 
+/* stripes_used = 1 + the highest stripe ever claimed, so window sums
+ * (window.c) read only stripes that may hold counts. The CAS fails if
+ * another claim raised it meanwhile; retry while ours is higher. */
+static void note_used(struct cb_segment *seg, unsigned s)
+{
+    uint64_t used = atomic_load_explicit(&seg->stripes_used, memory_order_relaxed);
+    while (used < s + 1u && !atomic_compare_exchange_weak_explicit(&seg->stripes_used, &used, s + 1u,
+                                                                   memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
 unsigned cb_stripe_claimed(const cb_breaker *b)
 {
     struct claim found = {b->seg, b->instance, CB_SHARED_STRIPE};
@@ -208,6 +223,7 @@ unsigned cb_stripe_claimed(const cb_breaker *b)
         int cancel_state;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
         found.stripe = claim_in_segment(b);
+        note_used(b->seg, found.stripe);
         pthread_setcancelstate(cancel_state, NULL);
         i = CB_CLAIM_CACHE - 2; /* the oldest entry makes room */
     }

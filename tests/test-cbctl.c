@@ -1534,7 +1534,7 @@ START_TEST(test_broken_segments_exit_4)
     const char *corrupt = unique_name("broken-corrupt");
     ck_assert_int_eq(cb_open(corrupt, NULL, &b), CB_CREATED);
     cb_close(b);
-    uint64_t word = sw_make(CB_STATE_CORRUPT, 9, 0);
+    uint64_t word = sw_make(CB_STATE_MODE, 9, 0);
     patch(corrupt, offsetof(struct cb_segment, state), &word, sizeof word);
     struct run r = CBCTL("show", corrupt);
     assert_error(&r, 4, corrupt, "impossible state");

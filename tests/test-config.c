@@ -49,8 +49,8 @@
 #define MIX_ROUNDS 3000
 #define DEADLINE_S 100
 
-static const cb_config config_a = {5, 1000, 700, 0, 0};
-static const cb_config config_b = {9, 3000, 200, 0, 0};
+static const cb_config config_a = {.failure_threshold = 5, .reset_timeout_ms = 1000, .probe_timeout_ms = 700};
+static const cb_config config_b = {.failure_threshold = 9, .reset_timeout_ms = 3000, .probe_timeout_ms = 200};
 
 static int same_timeouts(const cb_config *x, const cb_config *y)
 {
@@ -236,8 +236,8 @@ END_TEST
 /* ------------------------------------------------------------------ */
 
 #define PARTIAL_ROUNDS 2000
-static const cb_config only_reset = {0, 4000, 0, 0, 0};
-static const cb_config only_threshold = {11, 0, 0, 0, 0};
+static const cb_config only_reset = {.reset_timeout_ms = 4000};
+static const cb_config only_threshold = {.failure_threshold = 11};
 
 struct partial {
     const char *name;
@@ -331,7 +331,7 @@ END_TEST
 
 #define KILL_ROUNDS 150
 
-static const cb_config config_c = {2, 500, 250, 0, 0};
+static const cb_config config_c = {.failure_threshold = 2, .reset_timeout_ms = 500, .probe_timeout_ms = 250};
 
 struct churn {
     const char *name;
@@ -371,8 +371,8 @@ static int read_in_force(const struct cb_segment *seg, cb_config *out)
         w[f] = atomic_load(&slot->word[f]);
         whole &= (uint32_t)(w[f] >> 32) == (uint32_t)current;
     }
-    *out = (cb_config){(uint32_t)w[CB_CF_THRESHOLD], (uint32_t)w[CB_CF_RESET_TIMEOUT],
-                       (uint32_t)w[CB_CF_PROBE_TIMEOUT], 0, 0};
+    *out = (cb_config){.failure_threshold = (uint32_t)w[CB_CF_THRESHOLD], .reset_timeout_ms = (uint32_t)w[CB_CF_RESET_TIMEOUT],
+                       .probe_timeout_ms = (uint32_t)w[CB_CF_PROBE_TIMEOUT]};
     return whole;
 }
 
@@ -543,28 +543,28 @@ START_TEST(test_set_config)
     ck_assert_int_eq(cb_open(name, &config_a, &b), CB_CREATED); /* 5, 1000, 700 */
     ck_assert_int_eq(cb_open(name, NULL, &other), CB_OPENED);
 
-    cb_config c = {0, 0, 0, 0, 0};
+    cb_config c = {0};
     ck_assert_int_eq(cb_set_config(b, &c), 0); /* nothing given: nothing changes */
     assert_config(b, 5, 1000, 700);
-    c = (cb_config){8, 0, 0, 0, 0};
+    c = (cb_config){.failure_threshold = 8};
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(other, 8, 1000, 700); /* one stored config */
     ck_assert_int_eq(cb_set_config(other, &c), 0);
-    c = (cb_config){0, 2000, 0, 0, 0}; /* probe 700 was its own: kept */
+    c = (cb_config){.reset_timeout_ms = 2000}; /* probe 700 was its own: kept */
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(b, 8, 2000, 700);
-    c = (cb_config){0, 0, 2000, 0, 0};
+    c = (cb_config){.probe_timeout_ms = 2000};
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(b, 8, 2000, 2000);
-    c = (cb_config){0, 3000, 0, 0, 0}; /* probe followed reset: follows on */
+    c = (cb_config){.reset_timeout_ms = 3000}; /* probe followed reset: follows on */
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(b, 8, 3000, 3000);
-    c = (cb_config){0, 4000, 100, 0, 0};
+    c = (cb_config){.reset_timeout_ms = 4000, .probe_timeout_ms = 100};
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(b, 8, 4000, 100);
 
     /* The mode is the segment's, set at creation; flags change nothing. */
-    c = (cb_config){0, 0, 0, 0640, CB_OPEN_KEEP_CONFIG};
+    c = (cb_config){.mode = 0640, .flags = CB_OPEN_KEEP_CONFIG};
     ck_assert_int_eq(cb_set_config(b, &c), 0);
     struct stat st;
     char path[256];
@@ -573,17 +573,17 @@ START_TEST(test_set_config)
     ck_assert_uint_eq(st.st_mode & 0777, 0600);
 
     /* Bad arguments: -EINVAL, nothing changes. */
-    c = (cb_config){1, 1, 1, 0, 0};
+    c = (cb_config){.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1};
     ck_assert_int_eq(cb_set_config(NULL, &c), -EINVAL);
     ck_assert_int_eq(cb_set_config(b, NULL), -EINVAL);
-    c = (cb_config){1, 1, 1, 01000, 0};
+    c = (cb_config){.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 01000};
     ck_assert_int_eq(cb_set_config(b, &c), -EINVAL);
-    c = (cb_config){1, 1, 1, 0, 1u << 31};
+    c = (cb_config){.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .flags = 1u << 31};
     ck_assert_int_eq(cb_set_config(b, &c), -EINVAL);
     assert_config(b, 8, 4000, 100);
 
     /* The new threshold is the one that trips, in every process. */
-    c = (cb_config){1, 0, 0, 0, 0};
+    c = (cb_config){.failure_threshold = 1};
     ck_assert_int_eq(cb_set_config(other, &c), 1);
     cb_permit p;
     ck_assert_int_eq(cb_acquire(b, &p), CB_ALLOWED);
@@ -595,7 +595,7 @@ START_TEST(test_set_config)
 
     /* A private circuit has a stored config too. */
     ck_assert_int_eq(cb_open_private("private", &config_a, &b), CB_CREATED);
-    c = (cb_config){0, 0, 300, 0, 0};
+    c = (cb_config){.probe_timeout_ms = 300};
     ck_assert_int_eq(cb_set_config(b, &c), 1);
     assert_config(b, 5, 1000, 300);
     cb_close(b);

@@ -54,9 +54,9 @@ static uint64_t mono_ms(void)
 
 /* ---- two writers of one slot, step by step ---- */
 
-static const cb_transition oldest = {CB_HALF_OPEN, CB_CLOSED, CB_REASON_PROBE_SUCCEEDED, 0, 333, 500, 0};
-static const cb_transition stalled = {CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD, 5, 111, 1000, 0};
-static const cb_transition newer = {CB_OPEN, CB_HALF_OPEN, CB_REASON_TIMEOUT, 0, 222, 2000, 0};
+static const cb_transition oldest = {CB_HALF_OPEN, CB_CLOSED, CB_REASON_PROBE_SUCCEEDED, 0, 333, 500, 0, CB_MODE_NORMAL, 0};
+static const cb_transition stalled = {CB_CLOSED, CB_OPEN, CB_REASON_THRESHOLD, 5, 111, 1000, 0, CB_MODE_NORMAL, 0};
+static const cb_transition newer = {CB_OPEN, CB_HALF_OPEN, CB_REASON_TIMEOUT, 0, 222, 2000, 0, CB_MODE_NORMAL, 0};
 
 /* What a reader whose newest generation is gen gets for gen: 1 and *out,
  * or 0 when the entry is absent. */

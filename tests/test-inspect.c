@@ -166,7 +166,7 @@ static unsigned char *read_object(const char *name, size_t *len)
 
 static cb_breaker *open_circuit(const char *name, uint32_t threshold, uint32_t reset_ms, uint32_t mode)
 {
-    cb_config cfg = {threshold, reset_ms, 0, mode, 0};
+    cb_config cfg = {.failure_threshold = threshold, .reset_timeout_ms = reset_ms, .mode = mode};
     cb_breaker *b = NULL;
     int rc = cb_open(name, &cfg, &b);
     ck_assert_msg(rc == CB_CREATED, "cb_open(%s) = %d (%s)", name, rc, cb_strerror(rc));
@@ -318,7 +318,7 @@ START_TEST(test_inspect_errors)
     /* An impossible state: the error, and the rest still filled in. */
     const char *corrupt = unique_name("corrupt");
     cb_close(open_circuit(corrupt, 7, 9000, 0));
-    uint64_t word = sw_make(CB_STATE_CORRUPT, 5, 0);
+    uint64_t word = sw_make(CB_STATE_MODE, 5, 0);
     patch(corrupt, offsetof(struct cb_segment, state), &word, sizeof word);
     memset(&info, 0, sizeof info);
     ck_assert_int_eq(cb_inspect(corrupt, &info), CB_ECORRUPT);
@@ -329,7 +329,7 @@ START_TEST(test_inspect_errors)
     /* cb_reset repairs it. */
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_attach(corrupt, &b), 0);
-    ck_assert_int_eq(cb_reset(b), CB_STATE_CORRUPT); /* it replaced state 3 */
+    ck_assert_int_eq(cb_reset(b), CB_STATE_MODE); /* it replaced state 3 */
     cb_close(b);
     ck_assert_int_eq(cb_inspect(corrupt, &info), 0);
     ck_assert_int_eq(info.state, CB_CLOSED);
@@ -683,7 +683,7 @@ static int child_trips_own_copy(void *argp)
 START_TEST(test_open_private_each_child_own_copy)
 {
     const char *name = unique_name("private");
-    cb_config cfg = {1, 60000, 0, 0, 0};
+    cb_config cfg = {.failure_threshold = 1, .reset_timeout_ms = 60000};
     cb_breaker *b = NULL;
     ck_assert_int_eq(cb_open_private(name, &cfg, &b), CB_CREATED);
     struct private_arg arg = {b};
@@ -708,7 +708,7 @@ START_TEST(test_open_private_each_child_own_copy)
 
     ck_assert_int_eq(cb_open_private("bad name", NULL, &b), CB_ENAME);
     ck_assert_int_eq(cb_open_private(name, NULL, NULL), -EINVAL);
-    cb_config bad_mode = {0, 0, 0, 01777, 0};
+    cb_config bad_mode = {.mode = 01777};
     ck_assert_int_eq(cb_open_private(name, &bad_mode, &b), -EINVAL);
 }
 END_TEST

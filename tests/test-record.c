@@ -39,7 +39,7 @@ static cb_event sample_event(void)
 }
 
 static const char sample_line[] = "event=circuit_breaker_opened circuit=redis from=CLOSED to=OPEN "
-                                  "reason=threshold_reached failures=3 pid=1234 wall_ms=1700000000123";
+                                  "reason=threshold_reached failures=3 pid=1234 wall_ms=1700000000123 mode=normal";
 
 START_TEST(format_line)
 {

@@ -92,7 +92,7 @@ static fx fx_open_cfg(const char *tag, const cb_config *cfg)
 
 static fx fx_open(const char *tag, uint32_t threshold, uint32_t reset_ms, uint32_t probe_ms)
 {
-    cb_config cfg = {threshold, reset_ms, probe_ms, 0, 0};
+    cb_config cfg = {.failure_threshold = threshold, .reset_timeout_ms = reset_ms, .probe_timeout_ms = probe_ms};
     return fx_open_cfg(tag, &cfg);
 }
 
@@ -317,7 +317,10 @@ START_TEST(test_reason_names)
         {CB_REASON_LEASE_EXPIRED, "probe_lease_expired"},
         {CB_REASON_RESET, "reset"},
         {CB_REASON_TRIP, "trip"},
-        {7, "unknown"},
+        {CB_REASON_FAILURE_RATE, "failure_rate"},
+        {CB_REASON_SLOW_CALL_RATE, "slow_call_rate"},
+        {CB_REASON_MODE, "mode"},
+        {10, "unknown"},
         {-1, "unknown"},
         {255, "unknown"},
     };
@@ -403,12 +406,12 @@ END_TEST
 static const struct {
     cb_config in, want;
 } config_table[] = {
-    {{0, 0, 0, 0, 0}, {3, 60000, 60000, 0600, 0}},
-    {{5, 0, 0, 0, 0}, {5, 60000, 60000, 0600, 0}},
-    {{0, 500, 0, 0, 0}, {3, 500, 500, 0600, 0}},
-    {{0, 500, 200, 0640, 0}, {3, 500, 200, 0640, 0}},
-    {{1, 1, 1, 0644, 0}, {1, 1, 1, 0644, 0}},
-    {{0, 0, 7, 0, 0}, {3, 60000, 7, 0600, 0}},
+    {{0}, {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
+    {{.failure_threshold = 5}, {.failure_threshold = 5, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
+    {{.reset_timeout_ms = 500}, {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 500, .mode = 0600}},
+    {{.reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640}, {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640}},
+    {{.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644}, {.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644}},
+    {{.probe_timeout_ms = 7}, {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 7, .mode = 0600}},
 };
 
 START_TEST(test_config_zero_fields)
@@ -428,7 +431,8 @@ START_TEST(test_config_update)
 {
     const char *name = tl_unique_name("cfgupd");
     struct tl_clock *clk = tl_clock_new(T0);
-    cb_config cfg5 = {5, RESET, PROBE, 0, 0}, cfg2 = {2, RESET, PROBE, 0, 0};
+    cb_config cfg5 = {.failure_threshold = 5, .reset_timeout_ms = RESET, .probe_timeout_ms = PROBE}, 
+              cfg2 = {.failure_threshold = 2, .reset_timeout_ms = RESET, .probe_timeout_ms = PROBE};
     cb_breaker *b = NULL, *b2 = NULL;
 
     ck_assert_int_eq(cb_open(name, &cfg5, &b), CB_CREATED);
@@ -469,7 +473,7 @@ START_TEST(test_config_update)
     cb_close(b2);
 
     /* Zero fields resolve before the comparison. */
-    cb_config cfg2_zero_probe = {2, RESET, 0, 0, 0}; /* probe = RESET != PROBE */
+    cb_config cfg2_zero_probe = {.failure_threshold = 2, .reset_timeout_ms = RESET}; /* probe = RESET != PROBE */
     ck_assert_int_eq(cb_open(name, &cfg2_zero_probe, &b2), CB_CONFIG_UPDATED);
     ck_assert_uint_eq(INFO(b2).config.probe_timeout_ms, RESET);
     cb_close(b2);
@@ -1773,7 +1777,7 @@ START_TEST(test_info_corrupt)
     cb_permit p = ACQ(f.b, CB_ALLOWED);
     struct cb_segment *seg = f.b->seg; /* white box */
     uint64_t w = atomic_load(&seg->state);
-    atomic_store(&seg->state, (w & ~UINT64_C(3)) | CB_STATE_CORRUPT);
+    atomic_store(&seg->state, sw_make(CB_STATE_MODE, sw_gen(w), 0)); /* mode 0: corrupt */
 
     cb_info i;
     memset(&i, 0, sizeof i);
@@ -1793,7 +1797,7 @@ START_TEST(test_info_corrupt)
 
     struct rec *r = rec_new(f.b);
     cb_set_listener(f.b, rec_listener, r);
-    ck_assert_int_eq(cb_reset(f.b), CB_STATE_CORRUPT); /* the state it replaced: 3 */
+    ck_assert_int_eq(cb_reset(f.b), CB_STATE_MODE); /* the state it replaced: 3 */
     ck_assert_int_eq(cb_get_info(f.b, &i), 0);
     CK_STATE(f.b, CB_CLOSED, 0);
     ck_assert_uint_eq(r->n, 1);
@@ -1805,8 +1809,8 @@ START_TEST(test_info_corrupt)
 
     /* cb_trip repairs it too, and says so the same way. */
     w = atomic_load(&seg->state);
-    atomic_store(&seg->state, (w & ~UINT64_C(3)) | CB_STATE_CORRUPT);
-    ck_assert_int_eq(cb_trip(f.b), CB_STATE_CORRUPT);
+    atomic_store(&seg->state, sw_make(CB_STATE_MODE, sw_gen(w), 0)); /* mode 0: corrupt */
+    ck_assert_int_eq(cb_trip(f.b), CB_STATE_MODE);
     CK_STATE(f.b, CB_OPEN, 0);
     ck_assert_uint_eq(r->n, 2);
     ck_assert_int_eq(r->t[1].reason, CB_REASON_TRIP);

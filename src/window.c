@@ -1,0 +1,175 @@
+/*
+ * window.c - the failure-rate and slow-call window: buckets, the floor,
+ * the bad-bucket hint, and the sums (see cb_config in cbreaker.h for the
+ * rules, policies.md for the design).
+ *
+ * A window of window_ms is split into CB_BUCKETS buckets of width
+ * window_ms / CB_BUCKETS. A report made at now counts in the bucket that
+ * starts at now - now % width, slot (now / width) % CB_BUCKETS, of the
+ * reporting thread's stripe: three kinds (calls, failures, slow calls),
+ * one word each, start (36 bits of ms) << 28 | count. The stripe's owner
+ * thread is its only writer, so it counts with a plain load and store (a
+ * start that differs from its bucket's means the slot held an older
+ * bucket: the count starts again at 1); threads sharing stripe 0 count
+ * with a CAS loop. Word by word, so a reader never sees a count under
+ * another bucket's start; the kinds of one report are not one atomic
+ * change, and a sum may catch a call without its failure (display, and
+ * a rate decided a report early or late: the next report decides again).
+ *
+ * A bucket counts when it lies in the window ending at now (its start
+ * less than CB_BUCKETS widths before now's bucket, modulo 2^36) and does
+ * not end before the floor: the moment the window of the current
+ * generation began (window_floor = generation << 36 | ms). The process
+ * whose CAS closed the circuit writes the floor after its CAS; anyone who
+ * evaluates the window and finds another generation's floor writes it
+ * itself (the closer may be slow or dead), by CAS, only over an older
+ * generation's floor. So reports counted before the circuit closed never
+ * count again after, except in the very bucket it closed in.
+ *
+ * bad_bucket holds CB_BAD_SET | the start of the newest bucket holding a
+ * failure or a slow call, CAS-ed forward only when it changes (once per
+ * bucket). A success that is not slow sums the window only if that
+ * bucket is in it: otherwise the window has no failure nor slow call and
+ * no rule can be true. Nothing here decides a transition: the state word
+ * does (breaker.c), these are the numbers it is decided on, and none of
+ * these CASes is in the spin model.
+ *
+ * Stripes in use: stripes_used (1 + the highest stripe ever claimed,
+ * stripes.c) bounds the sum, so a circuit used by a few threads sums a
+ * few stripes.
+ */
+#include "window.h"
+#include "state_word.h"
+
+#define HALF_RANGE (CB_STAMP_MASK / 2u)
+
+static uint64_t width_of(uint32_t window_ms)
+{
+    uint64_t w = window_ms / CB_BUCKETS;
+    return w ? w : 1u; /* a stored window is >= CB_WINDOW_MS_MIN; a scribbled one must not divide by 0 */
+}
+
+static uint64_t bucket_start(uint64_t now, uint64_t width) { return (now - now % width) & CB_STAMP_MASK; }
+
+/* a is at or after b on the 36-bit clock (within half its range). */
+static int not_before(uint64_t a, uint64_t b) { return ((a - b) & CB_STAMP_MASK) < HALF_RANGE; }
+
+static void count_in(struct cb_segment *seg, unsigned stripe, enum cb_bucket_kind kind, unsigned slot,
+                     uint64_t start)
+{
+    _Atomic uint64_t *bucket = &seg->stripes[stripe].bucket[kind][slot];
+    uint64_t seen = atomic_load_explicit(bucket, memory_order_relaxed), next;
+    do {
+        if (seen >> CB_BUCKET_COUNT_BITS == start)
+            next = (seen & CB_BUCKET_COUNT_MAX) == CB_BUCKET_COUNT_MAX ? seen : seen + 1u;
+        else
+            next = start << CB_BUCKET_COUNT_BITS | 1u; /* the slot held an older bucket */
+        if (stripe != 0) {
+            /* Relaxed plain store: only the owning thread writes its stripe. */
+            atomic_store_explicit(bucket, next, memory_order_relaxed);
+            return;
+        }
+        /* Shared stripe 0: the CAS fails if another thread counted first. */
+    } while (!atomic_compare_exchange_weak_explicit(bucket, &seen, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+}
+
+static void mark_bad(struct cb_segment *seg, uint64_t start)
+{
+    uint64_t mark = CB_BAD_SET | start;
+    uint64_t seen = atomic_load_explicit(&seg->bad_bucket, memory_order_relaxed);
+    /* Forward only, and only when it changes: once per bucket. The CAS
+     * fails if another process moved it; retry while ours is newer. */
+    while (seen != mark && (!(seen & CB_BAD_SET) || !not_before(seen & CB_STAMP_MASK, start)) &&
+           !atomic_compare_exchange_weak_explicit(&seg->bad_bucket, &seen, mark, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+void cb_window_count(struct cb_segment *seg, unsigned stripe, uint64_t now, uint32_t window_ms, int failure,
+                     int slow)
+{
+    uint64_t width = width_of(window_ms), start = bucket_start(now, width);
+    unsigned slot = (unsigned)(now / width % CB_BUCKETS);
+    count_in(seg, stripe, CB_B_CALLS, slot, start);
+    if (failure)
+        count_in(seg, stripe, CB_B_FAILURES, slot, start);
+    if (slow)
+        count_in(seg, stripe, CB_B_SLOW, slot, start);
+    if (failure || slow)
+        mark_bad(seg, start);
+}
+
+/* Whether the bucket starting at start is in the window whose newest
+ * bucket starts at current. */
+static int in_span(uint64_t current, uint64_t start, uint64_t width)
+{
+    return ((current - start) & CB_STAMP_MASK) < CB_BUCKETS * width;
+}
+
+int cb_window_bad_recent(const struct cb_segment *seg, uint64_t now, uint32_t window_ms)
+{
+    uint64_t bad = atomic_load_explicit(&seg->bad_bucket, memory_order_relaxed);
+    uint64_t width = width_of(window_ms);
+    return (bad & CB_BAD_SET) && in_span(bucket_start(now, width), bad & CB_STAMP_MASK, width);
+}
+
+static int gen_older(uint64_t a, uint64_t b)
+{
+    uint64_t behind = (b - a) & CB_GEN_MASK;
+    return behind != 0 && behind < (CB_GEN_MASK + 1u) / 2u;
+}
+
+uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int help)
+{
+    uint64_t floor = atomic_load_explicit(&seg->window_floor, memory_order_relaxed);
+    uint64_t mine = (gen & CB_GEN_MASK) << CB_STAMP_BITS | (now & CB_STAMP_MASK);
+    for (;;) {
+        if ((floor >> CB_STAMP_BITS & CB_GEN_MASK) == (gen & CB_GEN_MASK))
+            return floor & CB_STAMP_MASK;
+        /* A newer generation's floor: this caller's generation is gone, its
+         * window is empty (whatever it decides, its CAS on the word fails). */
+        if (!help || !gen_older(floor >> CB_STAMP_BITS & CB_GEN_MASK, gen))
+            return now & CB_STAMP_MASK;
+        /* Only over an older generation's floor: the CAS fails if anyone
+         * wrote the floor since the load, and the loop reads who did. */
+        if (atomic_compare_exchange_weak_explicit(&seg->window_floor, &floor, mine, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return now & CB_STAMP_MASK;
+    }
+}
+
+void cb_window_sum(const struct cb_segment *seg, uint64_t now, uint32_t window_ms, uint64_t floor_ms,
+                   struct cb_window_sums *out)
+{
+    uint64_t width = width_of(window_ms), current = bucket_start(now, width), sum[CB_B_COUNT] = {0};
+    uint64_t used = atomic_load_explicit(&seg->stripes_used, memory_order_relaxed);
+    if (used < 1 || used > CB_STRIPES)
+        used = used < 1 ? 1 : CB_STRIPES;
+    for (unsigned s = 0; s < used; s++)
+        for (unsigned k = 0; k < CB_B_COUNT; k++)
+            for (unsigned i = 0; i < CB_BUCKETS; i++) {
+                uint64_t v = atomic_load_explicit(&seg->stripes[s].bucket[k][i], memory_order_relaxed);
+                uint64_t start = v >> CB_BUCKET_COUNT_BITS;
+                /* In the window, and ending after the floor. */
+                if (in_span(current, start, width) &&
+                    (not_before(start, floor_ms) || ((floor_ms - start) & CB_STAMP_MASK) < width))
+                    sum[k] += v & CB_BUCKET_COUNT_MAX;
+            }
+    out->calls = sum[CB_B_CALLS];
+    out->failures = sum[CB_B_FAILURES];
+    out->slow = sum[CB_B_SLOW];
+}
+
+unsigned cb_window_rules(const struct cb_window_sums *s, uint32_t failure_rate, uint32_t slow_call_ms,
+                         uint32_t slow_call_rate, uint32_t minimum_calls)
+{
+    unsigned rules = 0;
+    if (s->calls == 0 || s->calls < minimum_calls)
+        return 0;
+    if (failure_rate && s->failures * 100u >= (uint64_t)failure_rate * s->calls)
+        rules |= CB_RULE_FAILURE_RATE;
+    if (slow_call_ms && s->slow * 100u >= (uint64_t)slow_call_rate * s->calls)
+        rules |= CB_RULE_SLOW_CALL_RATE;
+    return rules;
+}
