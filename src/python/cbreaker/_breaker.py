@@ -262,12 +262,15 @@ class CircuitBreaker:
     def info(self) -> Dict[str, Any]:
         """Everything the circuit holds, as `cbctl show NAME --json` prints
         under "circuit": name, state, failures, generation, ms_until_probe,
-        probe_pid, probe_lease_ms, mode (the operator mode's name),
+        probe_pid, probe_lease_ms (None when they do not apply; so is
+        ms_until_probe when forced open), mode (the operator mode's name),
         open_timeout_ms (the open period now, grown by backoff),
-        backoff_step (failed probes in a row), window_calls,
-        window_failures, window_slow_calls (the rate rules' window now),
-        config (C field names and units), segment, counters (summed over
-        all processes), history (newest first)."""
+        backoff_step (failed probes in a row), window (the rate rules'
+        window now: span_ms, bucket_ms, calls, failures, slow_calls, and
+        failure_rate, slow_call_rate in percent floored to hundredths,
+        None while it is empty), config (C field names and units),
+        segment, counters (summed over all processes), history (newest
+        first; each with the mode in force after it)."""
         return self._handle.info()
 
     def reset(self) -> str:

@@ -118,12 +118,19 @@ def to_c(settings: Dict[str, Any]) -> Dict[str, int]:
 
 def from_c(config: Dict[str, Any]) -> Dict[str, Any]:
     """A stored config ({cb_config field: value}, as info() has it) in the
-    Python API's keywords and units."""
+    Python API's keywords and units. A field stored as 0 (a policy that is
+    off) is None, as it is given: CircuitBreaker(**config) opens the same
+    config."""
     out: Dict[str, Any] = {}
     for field in FIELDS:
         if field.c_name in config:
             value = config[field.c_name]
-            out[field.keyword] = value / 1000 if field.unit == "ms" else int(value, 8) if field.unit == "mode" else value
+            if field.unit == "mode":
+                out[field.keyword] = int(value, 8)
+            elif value == 0:
+                out[field.keyword] = None
+            else:
+                out[field.keyword] = value / 1000 if field.unit == "ms" else value
     return out
 
 
