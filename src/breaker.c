@@ -115,7 +115,6 @@ enum permit_kind { PERMIT_NONE = 0, PERMIT_CALL = 1, PERMIT_PROBE = 2 };
 #define PERMIT_KIND_MASK UINT64_C(3)
 #define PERMIT_STAMP_SHIFT 2u
 #define PERMIT_STAMP_MASK ((UINT64_C(1) << 30) - 1u)
-#define PERMIT_STAMP_BITS (PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT)
 _Static_assert(CB_SLOW_CALL_MS_MAX < (1u << 29), "a slow call is told from a wrapped stamp");
 
 enum report { REPORT_SUCCESS, REPORT_FAILURE, REPORT_RELEASE };
@@ -130,12 +129,17 @@ static void issue_permit(const cb_breaker *b, cb_permit *p, uint64_t word, unsig
 }
 
 /* A call permit's acquire stamp: the clock, only with CB_POLICY_SLOW. */
-static uint64_t call_stamp(const cb_breaker *b)
+static __attribute__((noinline)) uint64_t clock_stamp(const cb_breaker *b)
+{
+    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
+    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+}
+
+static inline __attribute__((always_inline)) uint64_t call_stamp(const cb_breaker *b)
 {
     if (likely(!(cb_config_value(b->seg, CB_CF_POLICY) & CB_POLICY_SLOW)))
         return 0;
-    uint64_t stamp = cb_clock_now(b) & PERMIT_STAMP_MASK;
-    return stamp ? stamp : 1u; /* 0 means "not stamped" */
+    return clock_stamp(b);
 }
 
 static unsigned permit_kind(const cb_breaker *b, const cb_permit *p)
@@ -266,11 +270,16 @@ cb_verdict cb_acquire(cb_breaker *b, cb_permit *permit)
             permit->opaque[0] = permit->opaque[1] = 0;
         return CB_REJECTED;
     }
+    struct cb_segment *seg = b->seg;
     unsigned stripe = cb_stripe_for(b);
-    uint64_t w = atomic_load_explicit(&b->seg->state, memory_order_relaxed);
+    uint64_t w = atomic_load_explicit(&seg->state, memory_order_relaxed);
     if (likely(sw_state(w) == CB_CLOSED)) {
-        cb_count(b->seg, stripe, CB_C_ALLOWED);
-        issue_permit(b, permit, w, PERMIT_CALL, call_stamp(b));
+        uint32_t policy = cb_config_value(seg, CB_CF_POLICY);
+        cb_count(seg, stripe, CB_C_ALLOWED);
+        if (unlikely(policy & CB_POLICY_SLOW))
+            issue_permit(b, permit, w, PERMIT_CALL, clock_stamp(b));
+        else
+            issue_permit(b, permit, w, PERMIT_CALL, 0);
         return CB_ALLOWED;
     }
     return acquire_slow(b, permit, w, stripe);
@@ -286,6 +295,17 @@ static int is_slow(const cb_breaker *b, const cb_permit *p, uint64_t now)
     return ((now - stamp) & PERMIT_STAMP_MASK) > cfg(b, CB_CF_SLOW_CALL_MS);
 }
 
+/* Sum the window of generation gen at bucket `at`: the CB_RULE_* bits
+ * found true. */
+static unsigned window_rules(cb_breaker *b, uint64_t gen, uint64_t now, const struct cb_bucket *at,
+                             struct cb_window_sums *sums)
+{
+    uint64_t floor = cb_window_floor(b->seg, gen, now, 1);
+    cb_window_sum(b->seg, at, floor, sums);
+    return cb_window_rules(sums, cfg(b, CB_CF_FAILURE_RATE), cfg(b, CB_CF_SLOW_CALL_MS),
+                           cfg(b, CB_CF_SLOW_CALL_RATE), cfg(b, CB_CF_MINIMUM_CALLS));
+}
+
 /* Count a verdict of generation gen in the window and, when it can have
  * changed a rule (a failure, a slow call, a failure or slow call in the
  * window, or force), sum the window: returns the CB_RULE_* bits found
@@ -294,15 +314,12 @@ static int window_report(cb_breaker *b, const cb_permit *p, enum report r, unsig
                          int force, uint64_t now, struct cb_window_sums *sums)
 {
     struct cb_segment *seg = b->seg;
-    uint32_t window_ms = cfg(b, CB_CF_WINDOW);
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW));
     int failure = r == REPORT_FAILURE, slow = is_slow(b, p, now);
-    cb_window_count(seg, stripe, now, window_ms, failure, slow);
-    if (!failure && !slow && !force && !cb_window_bad_recent(seg, now, window_ms))
+    cb_window_count(seg, stripe, at, failure, slow);
+    if (likely(!failure && !slow && !force && !cb_window_bad_recent(seg, at)))
         return -1;
-    uint64_t floor = cb_window_floor(seg, gen, now, 1);
-    cb_window_sum(seg, now, window_ms, floor, sums);
-    return (int)cb_window_rules(sums, cfg(b, CB_CF_FAILURE_RATE), cfg(b, CB_CF_SLOW_CALL_MS),
-                                cfg(b, CB_CF_SLOW_CALL_RATE), cfg(b, CB_CF_MINIMUM_CALLS));
+    return (int)window_rules(b, gen, now, at, sums);
 }
 
 static uint32_t capped(uint64_t n) { return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
@@ -402,6 +419,17 @@ static int report_metrics(cb_breaker *b, const cb_permit *p, enum report r, unsi
     return 1;
 }
 
+/* A report of CLOSED generation gen, applied to the word: count it in
+ * the window and trip if that made a rate rule true. */
+static void closed_window(cb_breaker *b, const cb_permit *p, enum report r, unsigned stripe, uint64_t gen,
+                          uint64_t now)
+{
+    struct cb_window_sums sums;
+    int rules = window_report(b, p, r, stripe, gen, 0, now, &sums);
+    if (rules > 0)
+        rate_trip(b, stripe, gen, (unsigned)rules, &sums, now);
+}
+
 /* A call admitted while CLOSED (or in DISABLED / METRICS_ONLY) reports
  * into the same generation only. */
 static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
@@ -458,12 +486,7 @@ static void report_call(cb_breaker *b, const cb_permit *p, enum report r)
     cb_count(seg, stripe, r == REPORT_SUCCESS ? CB_C_SUCCESSES : CB_C_FAILURES);
     if (likely(!(cfg(b, CB_CF_POLICY) & CB_POLICY_WINDOW)))
         return;
-    /* The report counted in generation issued_gen: now the window. */
-    struct cb_window_sums sums;
-    now = cb_clock_now(b);
-    int rules = window_report(b, p, r, stripe, issued_gen, 0, now, &sums);
-    if (rules > 0)
-        rate_trip(b, stripe, issued_gen, (unsigned)rules, &sums, now);
+    closed_window(b, p, r, stripe, issued_gen, cb_clock_now(b));
 }
 
 /* A probe reports by one CAS from exactly the word that granted it. */
@@ -515,6 +538,35 @@ static void report_probe(cb_breaker *b, const cb_permit *p, enum report r)
         cb_emit(b, granted, next, (cb_reason)reason, reason == CB_REASON_PROBE_FAILED, now);
 }
 
+/* A rate rule may have become true for CLOSED generation gen: look, and
+ * trip if so. */
+static __attribute__((noinline)) void closed_evaluate(cb_breaker *b, unsigned stripe, uint64_t gen,
+                                                      uint64_t now, const struct cb_bucket *at)
+{
+    struct cb_window_sums sums;
+    unsigned rules = window_rules(b, gen, now, at, &sums);
+    if (rules)
+        rate_trip(b, stripe, gen, rules, &sums, now);
+}
+
+/* A success with a window policy on, for a permit whose word is current
+ * (CLOSED, count 0): what report_call would do (no CAS), without decoding
+ * the permit again. The healthy case is a clock read, a store to this
+ * thread's bucket and one shared load (bad_bucket). */
+static __attribute__((noinline)) void success_windowed(cb_breaker *b, cb_permit *p)
+{
+    struct cb_segment *seg = b->seg;
+    unsigned stripe = cb_stripe_for(b);
+    uint64_t now = cb_clock_now(b), gen = sw_gen(p->opaque[0]);
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW));
+    int slow = is_slow(b, p, now);
+    p->opaque[0] = p->opaque[1] = 0;
+    cb_count(seg, stripe, CB_C_SUCCESSES);
+    cb_window_count(seg, stripe, at, 0, slow);
+    if (unlikely(slow || cb_window_bad_recent(seg, at)))
+        closed_evaluate(b, stripe, gen, now, at);
+}
+
 /* A report consumes the permit: reported again, it is empty and ignored,
  * so a double report can never count twice. noinline: keeps cb_success's
  * fast path free of a stack frame. */
@@ -533,22 +585,39 @@ static __attribute__((noinline)) void report(cb_breaker *b, cb_permit *p, enum r
     p->opaque[0] = p->opaque[1] = 0;
 }
 
+/* cb_success off its fast path. A call permit stamped at acquire
+ * (CB_POLICY_SLOW) whose word is current takes success_windowed, as an
+ * unstamped one does from cb_success, so that the fast path never masks. */
+static __attribute__((noinline)) void success_slow(cb_breaker *b, cb_permit *p)
+{
+    uint64_t unstamped = b && p ? p->opaque[1] & ~(PERMIT_STAMP_MASK << PERMIT_STAMP_SHIFT) : 0;
+    if (b && p && unstamped == ((uint64_t)b->instance << 32 | PERMIT_CALL) && sw_payload(p->opaque[0]) == 0 &&
+        p->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
+        (cb_config_value(b->seg, CB_CF_POLICY) & CB_POLICY_WINDOW)) {
+        success_windowed(b, p);
+        return;
+    }
+    report(b, p, REPORT_SUCCESS);
+}
+
 void cb_success(cb_breaker *b, cb_permit *permit)
 {
     /* Healthy path: a call permit whose word is still current (CLOSED,
-     * same generation, count 0), with every policy off, only counts and
-     * is consumed; report() would decide the same after decoding the kind
-     * and both generations. */
-    if (likely(b && permit &&
-               (permit->opaque[1] & ~PERMIT_STAMP_BITS) == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
+     * same generation, count 0) only counts and is consumed, with every
+     * policy off; report() would decide the same after decoding the kind
+     * and both generations. With a window policy on: success_windowed. */
+    if (likely(b && permit && permit->opaque[1] == ((uint64_t)b->instance << 32 | PERMIT_CALL) &&
                sw_payload(permit->opaque[0]) == 0 &&
-               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed) &&
-               cb_config_value(b->seg, CB_CF_POLICY) == 0)) {
+               permit->opaque[0] == atomic_load_explicit(&b->seg->state, memory_order_relaxed))) {
+        if (unlikely(cb_config_value(b->seg, CB_CF_POLICY) != 0)) {
+            success_windowed(b, permit);
+            return;
+        }
         cb_count(b->seg, cb_stripe_for(b), CB_C_SUCCESSES);
         permit->opaque[0] = permit->opaque[1] = 0;
         return;
     }
-    report(b, permit, REPORT_SUCCESS);
+    success_slow(b, permit);
 }
 void cb_failure(cb_breaker *b, cb_permit *permit) { report(b, permit, REPORT_FAILURE); }
 void cb_release(cb_breaker *b, cb_permit *permit) { report(b, permit, REPORT_RELEASE); }

@@ -301,7 +301,8 @@ static void take_given(const cb_config *now, const cb_config *given, cb_config *
     static const cb_config none;
     cb_config zero;
     cb_resolve_config(&none, &zero); /* the zero meaning of every field */
-    next->failure_threshold = given_or(given->failure_threshold, now->failure_threshold, zero.failure_threshold);
+    next->failure_threshold =
+        given_or(given->failure_threshold, now->failure_threshold, zero.failure_threshold);
     next->reset_timeout_ms = given_or(given->reset_timeout_ms, now->reset_timeout_ms, zero.reset_timeout_ms);
     if (given->probe_timeout_ms == CB_CONFIG_OFF)
         next->probe_timeout_ms = next->reset_timeout_ms;

@@ -71,7 +71,9 @@ int cb_get_info(cb_breaker *b, cb_info *out)
         /* A reader never writes: without this generation's floor (its
          * closer has not written it yet), the window starts now. */
         struct cb_window_sums sums;
-        cb_window_sum(seg, now, c->window_ms, cb_window_floor(seg, sw_gen(w), now, 0), &sums);
+        struct cb_bucket at;
+        cb_window_locate(now, c->window_ms, &at);
+        cb_window_sum(seg, &at, cb_window_floor(seg, sw_gen(w), now, 0), &sums);
         out->window_calls = sums.calls;
         out->window_failures = sums.failures;
         out->window_slow_calls = sums.slow;

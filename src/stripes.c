@@ -202,8 +202,9 @@ static unsigned claim_in_segment(const cb_breaker *b)
 static void note_used(struct cb_segment *seg, unsigned s)
 {
     uint64_t used = atomic_load_explicit(&seg->stripes_used, memory_order_relaxed);
-    while (used < s + 1u && !atomic_compare_exchange_weak_explicit(&seg->stripes_used, &used, s + 1u,
-                                                                   memory_order_relaxed, memory_order_relaxed)) {
+    while (used < s + 1u &&
+           !atomic_compare_exchange_weak_explicit(&seg->stripes_used, &used, s + 1u, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 

@@ -43,75 +43,48 @@
 
 #define HALF_RANGE (CB_STAMP_MASK / 2u)
 
-static uint64_t width_of(uint32_t window_ms)
-{
-    uint64_t w = window_ms / CB_BUCKETS;
-    return w ? w : 1u; /* a stored window is >= CB_WINDOW_MS_MIN; a scribbled one must not divide by 0 */
-}
+__thread struct cb_bucket cb_tls_bucket __attribute__((tls_model("initial-exec")));
 
-static uint64_t bucket_start(uint64_t now, uint64_t width) { return (now - now % width) & CB_STAMP_MASK; }
+void cb_window_locate(uint64_t now, uint32_t window_ms, struct cb_bucket *out)
+{
+    /* A stored window is >= CB_WINDOW_MS_MIN; a scribbled one must not
+     * divide by 0. */
+    uint64_t width = window_ms / CB_BUCKETS ? window_ms / CB_BUCKETS : 1u, n = now / width;
+    out->start = n * width;
+    out->tag = out->start & CB_STAMP_MASK;
+    out->width = width;
+    out->window_ms = window_ms;
+    out->slot = (unsigned)(n % CB_BUCKETS);
+}
 
 /* a is at or after b on the 36-bit clock (within half its range). */
 static int not_before(uint64_t a, uint64_t b) { return ((a - b) & CB_STAMP_MASK) < HALF_RANGE; }
 
-static void count_in(struct cb_segment *seg, unsigned stripe, enum cb_bucket_kind kind, unsigned slot,
-                     uint64_t start)
+void cb_window_count_shared(struct cb_segment *seg, enum cb_bucket_kind kind, const struct cb_bucket *at)
 {
-    _Atomic uint64_t *bucket = &seg->stripes[stripe].bucket[kind][slot];
+    _Atomic uint64_t *bucket = &seg->stripes[0].bucket[kind][at->slot];
     uint64_t seen = atomic_load_explicit(bucket, memory_order_relaxed), next;
     do {
-        if (seen >> CB_BUCKET_COUNT_BITS == start)
+        if (seen >> CB_BUCKET_COUNT_BITS == at->tag)
             next = (seen & CB_BUCKET_COUNT_MAX) == CB_BUCKET_COUNT_MAX ? seen : seen + 1u;
         else
-            next = start << CB_BUCKET_COUNT_BITS | 1u; /* the slot held an older bucket */
-        if (stripe != 0) {
-            /* Relaxed plain store: only the owning thread writes its stripe. */
-            atomic_store_explicit(bucket, next, memory_order_relaxed);
-            return;
-        }
-        /* Shared stripe 0: the CAS fails if another thread counted first. */
+            next = at->tag << CB_BUCKET_COUNT_BITS | 1u;
+        /* Shared stripe 0: the CAS fails if another thread counted first;
+         * the retry counts on top of it. */
     } while (!atomic_compare_exchange_weak_explicit(bucket, &seen, next, memory_order_relaxed,
                                                     memory_order_relaxed));
 }
 
-static void mark_bad(struct cb_segment *seg, uint64_t start)
+void cb_window_mark_bad(struct cb_segment *seg, const struct cb_bucket *at)
 {
-    uint64_t mark = CB_BAD_SET | start;
+    uint64_t mark = CB_BAD_SET | at->tag;
     uint64_t seen = atomic_load_explicit(&seg->bad_bucket, memory_order_relaxed);
     /* Forward only, and only when it changes: once per bucket. The CAS
      * fails if another process moved it; retry while ours is newer. */
-    while (seen != mark && (!(seen & CB_BAD_SET) || !not_before(seen & CB_STAMP_MASK, start)) &&
+    while (seen != mark && (!(seen & CB_BAD_SET) || !not_before(seen & CB_STAMP_MASK, at->tag)) &&
            !atomic_compare_exchange_weak_explicit(&seg->bad_bucket, &seen, mark, memory_order_relaxed,
                                                   memory_order_relaxed)) {
     }
-}
-
-void cb_window_count(struct cb_segment *seg, unsigned stripe, uint64_t now, uint32_t window_ms, int failure,
-                     int slow)
-{
-    uint64_t width = width_of(window_ms), start = bucket_start(now, width);
-    unsigned slot = (unsigned)(now / width % CB_BUCKETS);
-    count_in(seg, stripe, CB_B_CALLS, slot, start);
-    if (failure)
-        count_in(seg, stripe, CB_B_FAILURES, slot, start);
-    if (slow)
-        count_in(seg, stripe, CB_B_SLOW, slot, start);
-    if (failure || slow)
-        mark_bad(seg, start);
-}
-
-/* Whether the bucket starting at start is in the window whose newest
- * bucket starts at current. */
-static int in_span(uint64_t current, uint64_t start, uint64_t width)
-{
-    return ((current - start) & CB_STAMP_MASK) < CB_BUCKETS * width;
-}
-
-int cb_window_bad_recent(const struct cb_segment *seg, uint64_t now, uint32_t window_ms)
-{
-    uint64_t bad = atomic_load_explicit(&seg->bad_bucket, memory_order_relaxed);
-    uint64_t width = width_of(window_ms);
-    return (bad & CB_BAD_SET) && in_span(bucket_start(now, width), bad & CB_STAMP_MASK, width);
 }
 
 static int gen_older(uint64_t a, uint64_t b)
@@ -139,10 +112,10 @@ uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int
     }
 }
 
-void cb_window_sum(const struct cb_segment *seg, uint64_t now, uint32_t window_ms, uint64_t floor_ms,
+void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, uint64_t floor_ms,
                    struct cb_window_sums *out)
 {
-    uint64_t width = width_of(window_ms), current = bucket_start(now, width), sum[CB_B_COUNT] = {0};
+    uint64_t sum[CB_B_COUNT] = {0};
     uint64_t used = atomic_load_explicit(&seg->stripes_used, memory_order_relaxed);
     if (used < 1 || used > CB_STRIPES)
         used = used < 1 ? 1 : CB_STRIPES;
@@ -152,8 +125,8 @@ void cb_window_sum(const struct cb_segment *seg, uint64_t now, uint32_t window_m
                 uint64_t v = atomic_load_explicit(&seg->stripes[s].bucket[k][i], memory_order_relaxed);
                 uint64_t start = v >> CB_BUCKET_COUNT_BITS;
                 /* In the window, and ending after the floor. */
-                if (in_span(current, start, width) &&
-                    (not_before(start, floor_ms) || ((floor_ms - start) & CB_STAMP_MASK) < width))
+                if (cb_window_in_span(at, start) &&
+                    (not_before(start, floor_ms) || ((floor_ms - start) & CB_STAMP_MASK) < at->width))
                     sum[k] += v & CB_BUCKET_COUNT_MAX;
             }
     out->calls = sum[CB_B_CALLS];

@@ -371,7 +371,8 @@ static int read_in_force(const struct cb_segment *seg, cb_config *out)
         w[f] = atomic_load(&slot->word[f]);
         whole &= (uint32_t)(w[f] >> 32) == (uint32_t)current;
     }
-    *out = (cb_config){.failure_threshold = (uint32_t)w[CB_CF_THRESHOLD], .reset_timeout_ms = (uint32_t)w[CB_CF_RESET_TIMEOUT],
+    *out = (cb_config){.failure_threshold = (uint32_t)w[CB_CF_THRESHOLD],
+                       .reset_timeout_ms = (uint32_t)w[CB_CF_RESET_TIMEOUT],
                        .probe_timeout_ms = (uint32_t)w[CB_CF_PROBE_TIMEOUT]};
     return whole;
 }

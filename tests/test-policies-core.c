@@ -301,6 +301,58 @@ START_TEST(modes)
 }
 END_TEST
 
+START_TEST(metrics_only_rate_announces_once_per_crossing)
+{
+    cb_config cfg = {.failure_threshold = 100, .failure_rate = 50, .minimum_calls = 2, .window_ms = 10000};
+    struct fx f = fx_open("mrate", &cfg);
+    ck_assert_int_eq(cb_set_mode(f.b, CB_MODE_METRICS_ONLY), CB_MODE_NORMAL);
+    fx_listen(&f);
+    call(f.b, 1);
+    call(f.b, 0); /* 1 of 2: crossed */
+    call(f.b, 0); /* still crossed: no second event */
+    ck_assert_uint_eq(f.rec.len, 1);
+    cb_transition t = f.rec.events[0].transition;
+    ck_assert_uint_eq(t.would_open, 1);
+    ck_assert_int_eq(t.reason, CB_REASON_FAILURE_RATE);
+    ck_assert_int_eq(cb_get_state(f.b), CB_CLOSED);
+    for (int k = 0; k < 3; k++)
+        call(f.b, 1); /* 2 of 6: below, the mark clears */
+    ck_assert_uint_eq(f.rec.len, 1);
+    call(f.b, 0);
+    call(f.b, 0); /* 4 of 8: crossed again */
+    ck_assert_uint_eq(f.rec.len, 2);
+    ck_assert_int_eq(f.rec.events[1].transition.reason, CB_REASON_FAILURE_RATE);
+    cb_info i = info_of(f.b);
+    ck_assert_uint_eq(i.window_calls, 8);
+    ck_assert_uint_eq(i.counters.trips, 0);
+
+    /* DISABLED counts nothing in the window. */
+    ck_assert_int_eq(cb_set_mode(f.b, CB_MODE_DISABLED), CB_MODE_METRICS_ONLY);
+    call(f.b, 0);
+    ck_assert_uint_eq(info_of(f.b).window_calls, 0);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(trip_keeps_the_backoff_step)
+{
+    cb_config cfg = {.failure_threshold = 1, .reset_timeout_ms = 1000, .backoff_multiplier_pct = 300};
+    struct fx f = fx_open("tripstep", &cfg);
+    call(f.b, 0);
+    cb_permit p;
+    tl_clock_advance(f.clk, 1000);
+    ck_assert_int_eq(cb_acquire(f.b, &p), CB_PROBE);
+    cb_failure(f.b, &p);
+    ck_assert_uint_eq(info_of(f.b).open_timeout_ms, 3000);
+    ck_assert_int_eq(cb_trip(f.b), CB_OPEN);
+    ck_assert_uint_eq(info_of(f.b).backoff_step, 1); /* kept */
+    ck_assert_int_eq(cb_reset(f.b), CB_OPEN);
+    call(f.b, 0); /* a trip from CLOSED: step 0 */
+    ck_assert_uint_eq(info_of(f.b).open_timeout_ms, 1000);
+    fx_done(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("policies-core");
@@ -313,6 +365,8 @@ int main(void)
     tcase_add_test(tc, slow_calls_trip);
     tcase_add_test(tc, reset_restarts_the_window);
     tcase_add_test(tc, modes);
+    tcase_add_test(tc, metrics_only_rate_announces_once_per_crossing);
+    tcase_add_test(tc, trip_keeps_the_backoff_step);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

@@ -406,12 +406,18 @@ END_TEST
 static const struct {
     cb_config in, want;
 } config_table[] = {
-    {{0}, {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
-    {{.failure_threshold = 5}, {.failure_threshold = 5, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
-    {{.reset_timeout_ms = 500}, {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 500, .mode = 0600}},
-    {{.reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640}, {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640}},
-    {{.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644}, {.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644}},
-    {{.probe_timeout_ms = 7}, {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 7, .mode = 0600}},
+    {{0},
+     {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
+    {{.failure_threshold = 5},
+     {.failure_threshold = 5, .reset_timeout_ms = 60000, .probe_timeout_ms = 60000, .mode = 0600}},
+    {{.reset_timeout_ms = 500},
+     {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 500, .mode = 0600}},
+    {{.reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640},
+     {.failure_threshold = 3, .reset_timeout_ms = 500, .probe_timeout_ms = 200, .mode = 0640}},
+    {{.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644},
+     {.failure_threshold = 1, .reset_timeout_ms = 1, .probe_timeout_ms = 1, .mode = 0644}},
+    {{.probe_timeout_ms = 7},
+     {.failure_threshold = 3, .reset_timeout_ms = 60000, .probe_timeout_ms = 7, .mode = 0600}},
 };
 
 START_TEST(test_config_zero_fields)
