@@ -232,8 +232,8 @@ test("metrics_only: never rejects; would-open announced once per crossing", func
     eq(#lines, 4, "lines: " .. table.concat(lines, " | "))
     local pid = ffi.C.getpid()
     local pname = name:gsub("%p", "%%%0")
-    ok(lines[1]:match(("^event=circuit_breaker_closed circuit=%s from=CLOSED to=CLOSED reason=mode .* mode=metrics_only$")
-        :format(pname)), lines[1])
+    local entered = "^event=circuit_breaker_closed circuit=%s from=CLOSED to=CLOSED reason=mode .* mode=metrics_only$"
+    ok(lines[1]:match(entered:format(pname)), lines[1])
     local would = ("^event=circuit_breaker_would_open circuit=%s from=CLOSED to=OPEN reason=%s failures=%%d+ pid=%d "
         .. "wall_ms=%%d+ mode=metrics_only$")
     ok(lines[2]:match(would:format(pname, "threshold_reached", pid)), lines[2])
@@ -292,7 +292,8 @@ test("failure rate: no trip below minimum_calls, trip at it; old calls age out",
 end)
 
 test("slow calls on the handle's clock trip by slow_call_rate", function()
-    local c, clock = clocked("slow", { failure_threshold = 100, slow_call = 0.1, slow_call_rate = 50, minimum_calls = 2 })
+    local c, clock = clocked("slow",
+        { failure_threshold = 100, slow_call = 0.1, slow_call_rate = 50, minimum_calls = 2 })
     for _ = 1, 2 do
         local p = assert(c:acquire())
         clock[0] = clock[0] + 101 -- > slow_call

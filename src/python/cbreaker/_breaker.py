@@ -77,6 +77,7 @@ class CircuitBreaker:
     Configuration keywords (cb_config fields; None: the library's default,
     which for a policy is off):
 {config}
+
     The rate rules: after each call reported with a verdict, the circuit
     trips when, over the last `window` seconds (10 buckets), calls >=
     minimum_calls and failures x 100 >= failure_rate x calls (or slow
@@ -84,6 +85,8 @@ class CircuitBreaker:
     more than `slow_call` seconds after its acquire). Backoff: each failed
     probe multiplies the open period by backoff_multiplier_pct / 100, up
     to max_reset_timeout; info()["open_timeout_ms"] is the current one.
+    Operator modes (set_mode, the `mode` property; not the `mode=`
+    keyword, which is permission bits): see cbreaker.Mode.
 
     Calls: await breaker.call(func, ...), breaker.call_sync(func, ...),
     @breaker on a sync or async function, `with breaker:` and
