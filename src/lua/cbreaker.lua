@@ -9,6 +9,7 @@ and any C or Python process that opens the same name).
     if not permit then ... end          -- verdict "rejected", retry_after s
     ... call the dependency ...
     c:success(permit)  /  c:failure(permit)  /  c:release(permit)
+    c:set_mode(cb.MODE_FORCED_OPEN)     -- operator modes, host-wide
 
 Errors are returned as nil, message (the library's cb_strerror, or what
 was wrong with an argument); no method throws. The state machine stays in
@@ -46,14 +47,25 @@ typedef struct cb_config {
     uint32_t reset_timeout_ms;
     uint32_t probe_timeout_ms;
     uint32_t mode;
+    uint32_t failure_rate;
+    uint32_t minimum_calls;
+    uint32_t window_ms;
+    uint32_t slow_call_ms;
+    uint32_t slow_call_rate;
+    uint32_t backoff_multiplier_pct;
+    uint32_t max_reset_timeout_ms;
     uint32_t flags;
 } cb_config;
 typedef struct cb_permit { uint64_t opaque[2]; } cb_permit;
 typedef enum cb_verdict { CB_REJECTED = 0, CB_ALLOWED = 1, CB_PROBE = 2 } cb_verdict;
 typedef enum cb_reason {
     CB_REASON_THRESHOLD, CB_REASON_TIMEOUT, CB_REASON_PROBE_SUCCEEDED, CB_REASON_PROBE_FAILED,
-    CB_REASON_LEASE_EXPIRED, CB_REASON_RESET, CB_REASON_TRIP
+    CB_REASON_LEASE_EXPIRED, CB_REASON_RESET, CB_REASON_TRIP, CB_REASON_FAILURE_RATE,
+    CB_REASON_SLOW_CALL_RATE, CB_REASON_MODE
 } cb_reason;
+typedef enum cb_mode {
+    CB_MODE_NORMAL = 0, CB_MODE_DISABLED = 1, CB_MODE_FORCED_OPEN = 2, CB_MODE_METRICS_ONLY = 3
+} cb_mode;
 typedef struct cb_transition {
     cb_state from;
     cb_state to;
@@ -62,6 +74,8 @@ typedef struct cb_transition {
     int32_t pid;
     uint64_t wall_ms;
     uint32_t generation;
+    cb_mode mode;
+    uint32_t would_open;
 } cb_transition;
 typedef struct cb_counters {
     uint64_t allowed, rejected, successes, failures, released, late, trips, probes;
@@ -74,6 +88,12 @@ typedef struct cb_info {
     uint64_t ms_until_probe;
     int32_t probe_pid;
     uint64_t probe_lease_ms;
+    cb_mode mode;
+    uint64_t open_timeout_ms;
+    uint32_t backoff_step;
+    uint64_t window_calls;
+    uint64_t window_failures;
+    uint64_t window_slow_calls;
     uint32_t generation;
     uint32_t layout_version;
     uint64_t segment_size;
@@ -107,6 +127,8 @@ int cb_get_info(cb_breaker *b, cb_info *out);
 int cb_inspect(const char *name, cb_info *out);
 int cb_reset(cb_breaker *b);
 int cb_trip(cb_breaker *b);
+int cb_set_mode(cb_breaker *b, cb_mode mode);
+const char *cb_mode_name(cb_mode m);
 void cb_set_listener(cb_breaker *b, cb_listener fn, void *ctx);
 void cb_record_listener(const cb_event *event, void *ctx);
 int cb_format_event(const cb_event *event, char *buf, size_t len);
@@ -125,7 +147,7 @@ int clock_gettime(int clk, cb_lua_timespec *ts);
 -- dynamic linker finds it; when neither works, the error lists every path
 -- tried.
 local function load_library()
-    local names = { "libcbreaker.so", "libcbreaker.so.1" }
+    local names = { "libcbreaker.so", "libcbreaker.so.2" }
     local tried = {}
     for template in string_gmatch(package.cpath, "[^;]+") do
         local dir = string_match(template, "^(.*/)")
@@ -181,6 +203,7 @@ local CLOCK_MONOTONIC_COARSE = 6 -- the library's clock (Linux)
 
 local CB_REJECTED, CB_PROBE = 0, 2
 local state_names = { [0] = "CLOSED", [1] = "OPEN", [2] = "HALF_OPEN" }
+local CB_MODE_FORCED_OPEN = 2
 local open_results = { [0] = "opened", [1] = "created", [2] = "config_updated" }
 
 local _M = { version = ffi_string(C.cb_version()) }
@@ -195,22 +218,26 @@ end
 -- binding: the C name without "_ms", in seconds where C counts ms. A new
 -- cb_config field is one row here (open() and info() both read the
 -- table) plus its line in the cdef above (the ABI test fails without it).
+-- A row's min and max (in the C unit, from the header's limits) bound a
+-- value given; percent fields are whole percents (backoff_multiplier_pct
+-- = 200 doubles the open period); a policy left out is off (or its
+-- default). The library checks again (cb_open: nil, its message).
 local UINT32_MAX = 4294967295
 
-local function to_count(v)
-    if type(v) ~= "number" or v ~= floor(v) or v < 1 or v > UINT32_MAX then
-        return nil, "expected a whole number from 1 to " .. UINT32_MAX
+local function to_count(v, min, max)
+    if type(v) ~= "number" or v ~= floor(v) or v < min or v > max then
+        return nil, "expected a whole number from " .. min .. " to " .. max
     end
     return v
 end
 
-local function to_ms(v)
+local function to_ms(v, min, max)
     if type(v) ~= "number" or v ~= v or v <= 0 then
         return nil, "expected a positive number of seconds"
     end
     local ms = floor(v * 1000 + 0.5)
-    if ms < 1 or ms > UINT32_MAX then
-        return nil, "expected seconds from 0.001 to " .. UINT32_MAX / 1000
+    if ms < min or ms > max then
+        return nil, "expected seconds from " .. min / 1000 .. " to " .. max / 1000
     end
     return ms
 end
@@ -233,10 +260,17 @@ local function to_flags(v)
 end
 
 local config_fields = {
-    failure_threshold = { "failure_threshold", to_count },
-    reset_timeout = { "reset_timeout_ms", to_ms },
-    probe_timeout = { "probe_timeout_ms", to_ms },
+    failure_threshold = { "failure_threshold", to_count, 1, UINT32_MAX },
+    reset_timeout = { "reset_timeout_ms", to_ms, 1, UINT32_MAX },
+    probe_timeout = { "probe_timeout_ms", to_ms, 1, UINT32_MAX },
     mode = { "mode", to_mode },
+    failure_rate = { "failure_rate", to_count, 1, 100 },
+    minimum_calls = { "minimum_calls", to_count, 1, UINT32_MAX },
+    window = { "window_ms", to_ms, 10, 3600000 }, -- CB_WINDOW_MS_MIN, _MAX
+    slow_call = { "slow_call_ms", to_ms, 1, 86400000 }, -- CB_SLOW_CALL_MS_MAX
+    slow_call_rate = { "slow_call_rate", to_count, 1, 100 },
+    backoff_multiplier_pct = { "backoff_multiplier_pct", to_count, 100, 10000 }, -- CB_BACKOFF_MULTIPLIER_MAX
+    max_reset_timeout = { "max_reset_timeout_ms", to_ms, 1, UINT32_MAX },
     flags = { "flags", to_flags },
 }
 
@@ -254,7 +288,7 @@ local function make_config(opts)
         if not field then
             return nil, "unknown option '" .. tostring(key) .. "'"
         end
-        local converted, err = field[2](value)
+        local converted, err = field[2](value, field[3], field[4])
         if not converted then
             return nil, "option '" .. key .. "': " .. err
         end
@@ -395,7 +429,8 @@ local permit_err = "permit must be a permit from acquire()"
 -- rejections costs a clock read each. The hint can only come out short
 -- (the circuit re-opened meanwhile): the caller retries early and gets a
 -- fresh one. Not cached under c:set_clock (the library's clock is not
--- ours then).
+-- ours then). nil when an operator forced the circuit open: no time
+-- admits a call then, only a change of mode.
 local function retry_after(self, b)
     local now
     if not self.custom_clock then
@@ -408,6 +443,10 @@ local function retry_after(self, b)
     end
     if cb_get_info(b, info_buf) < 0 then
         return 0
+    end
+    if info_buf.mode == CB_MODE_FORCED_OPEN then
+        self.retry_until = nil
+        return nil
     end
     local ms = tonumber(info_buf.state == 1 and info_buf.ms_until_probe or info_buf.probe_lease_ms)
     if now then
@@ -500,9 +539,59 @@ local function control(fn)
     end
 end
 
--- c:reset() / c:trip() -> the state it replaced
+-- c:reset() / c:trip() -> the state it replaced; nil, message while an
+-- operator mode is set (nothing changed: c:set_mode("normal") first)
 mt.reset = control(C.cb_reset)
 mt.trip = control(C.cb_trip)
+
+-- ---------------------------------------------------------------- modes
+-- Operator modes (cb_mode), host-wide, named as cb_mode_name names them;
+-- cb.MODE_* are those names.
+local mode_names, mode_values = {}, {}
+for value = 0, 3 do
+    local name = ffi_string(C.cb_mode_name(value))
+    mode_names[value] = name
+    mode_values[name] = value
+end
+_M.MODE_NORMAL = mode_names[0]
+_M.MODE_DISABLED = mode_names[1]
+_M.MODE_FORCED_OPEN = mode_names[2]
+_M.MODE_METRICS_ONLY = mode_names[3]
+
+-- c:set_mode(mode) -> the name of the mode it replaced; mode is one of
+-- cb.MODE_* ("normal", "disabled", "forced_open", "metrics_only").
+function mt.set_mode(self, mode)
+    local b = self.b
+    if not b then
+        return nil, closed_err
+    end
+    local value = mode_values[mode]
+    if not value then
+        return nil, "mode must be \"normal\", \"disabled\", \"forced_open\" or \"metrics_only\""
+    end
+    local rc = C.cb_set_mode(b, value)
+    if self.rec.len ~= 0 then
+        flush(self.rec)
+    end
+    if rc < 0 then
+        return nil, strerror(rc)
+    end
+    self.retry_until = nil
+    return mode_names[rc]
+end
+
+-- c:mode() -> the operator mode's name
+function mt.mode(self)
+    local b = self.b
+    if not b then
+        return nil, closed_err
+    end
+    local rc = cb_get_info(b, info_buf)
+    if rc < 0 then
+        return nil, strerror(rc)
+    end
+    return mode_names[tonumber(info_buf.mode)]
+end
 
 local function mode_string(mode)
     return ("%04o"):format(tonumber(mode))
@@ -513,15 +602,39 @@ local function iso_time(wall_ms)
     return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(wall_ms - s * 1000)
 end
 
+-- part x 100 / whole floored to hundredths, as cbctl shows a rate; nil
+-- for an empty window.
+local function rate(part, whole)
+    if whole == 0 then
+        return nil
+    end
+    return floor(part * 10000 / whole) / 100
+end
+
 -- The snapshot as a table, with the names `cbctl show --json` uses.
 local function info_table(info)
     local state = tonumber(info.state)
+    local mode = tonumber(info.mode)
+    local calls, failures, slow = tonumber(info.window_calls), tonumber(info.window_failures),
+        tonumber(info.window_slow_calls)
     local t = {
         name = ffi_string(info.name),
         state = state_names[state] or "INVALID",
         failures = tonumber(info.failures),
         generation = tonumber(info.generation),
-        ms_until_probe = state == 1 and tonumber(info.ms_until_probe) or nil,
+        mode = mode_names[mode] or "unknown",
+        open_timeout_ms = tonumber(info.open_timeout_ms),
+        backoff_step = tonumber(info.backoff_step),
+        window = {
+            span_ms = tonumber(info.config.window_ms),
+            bucket_ms = floor(tonumber(info.config.window_ms) / 10),
+            calls = calls,
+            failures = failures,
+            slow_calls = slow,
+            failure_rate = rate(failures, calls),
+            slow_call_rate = rate(slow, calls),
+        },
+        ms_until_probe = state == 1 and mode ~= CB_MODE_FORCED_OPEN and tonumber(info.ms_until_probe) or nil,
         probe_pid = info.probe_pid ~= 0 and tonumber(info.probe_pid) or nil,
         probe_lease_ms = state == 2 and tonumber(info.probe_lease_ms) or nil,
         config = {},
@@ -552,6 +665,7 @@ local function info_table(info)
             reason = ffi_string(C.cb_reason_name(h.reason)),
             failures = tonumber(h.failures),
             pid = tonumber(h.pid),
+            mode = mode_names[tonumber(h.mode)] or "unknown",
         }
     end
     return t

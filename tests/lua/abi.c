@@ -16,10 +16,15 @@ int main(void)
 {
     SIZE(cb_config);
     FIELD(cb_config, mode);
+    FIELD(cb_config, failure_rate);
+    FIELD(cb_config, max_reset_timeout_ms);
+    FIELD(cb_config, flags);
     SIZE(cb_permit);
     SIZE(cb_transition);
     FIELD(cb_transition, wall_ms);
     FIELD(cb_transition, generation);
+    FIELD(cb_transition, mode);
+    FIELD(cb_transition, would_open);
     SIZE(cb_counters);
     SIZE(cb_info);
     FIELD(cb_info, state);
@@ -27,6 +32,12 @@ int main(void)
     FIELD(cb_info, ms_until_probe);
     FIELD(cb_info, probe_pid);
     FIELD(cb_info, probe_lease_ms);
+    FIELD(cb_info, mode);
+    FIELD(cb_info, open_timeout_ms);
+    FIELD(cb_info, backoff_step);
+    FIELD(cb_info, window_calls);
+    FIELD(cb_info, window_failures);
+    FIELD(cb_info, window_slow_calls);
     FIELD(cb_info, generation);
     FIELD(cb_info, segment_size);
     FIELD(cb_info, counters);

@@ -281,7 +281,7 @@ test("each transition logged once, by the handle whose call made it", function()
     eq(#lines, 1, "lines after the trip")
     local pid = ffi.C.getpid()
     local want = ("^event=circuit_breaker_opened circuit=%s from=CLOSED to=OPEN reason=threshold_reached "
-        .. "failures=3 pid=%d wall_ms=%%d+$"):format(name:gsub("%p", "%%%0"), pid)
+        .. "failures=3 pid=%d wall_ms=%%d+ mode=normal$"):format(name:gsub("%p", "%%%0"), pid)
     ok(lines[1]:match(want), "line: " .. lines[1])
     eq(select(2, c:acquire()), "rejected")
     eq(#lines, 1, "a rejection logs nothing")
@@ -470,7 +470,7 @@ test("the loader finds the library along package.cpath", function()
 end)
 
 test("the loader says which paths it tried", function()
-    local system_has_it = pcall(ffi.load, "libcbreaker.so") or pcall(ffi.load, "libcbreaker.so.1")
+    local system_has_it = pcall(ffi.load, "libcbreaker.so") or pcall(ffi.load, "libcbreaker.so.2")
     local cmd = ("cd / && LUA_PATH='%s/?.lua' LUA_CPATH='/nonexistent/cb/?.so;/nonexistent/other/lib?.so' "
         .. "luajit -e 'require(\"cbreaker\")' 2>&1"):format(lua_dir)
     local out = io.popen(cmd):read("*a")
@@ -479,7 +479,7 @@ test("the loader says which paths it tried", function()
     end
     ok(out:find("could not load libcbreaker.so; tried:", 1, true), out)
     ok(out:find("/nonexistent/cb/libcbreaker.so", 1, true), out)
-    ok(out:find("/nonexistent/other/libcbreaker.so.1", 1, true), out)
+    ok(out:find("/nonexistent/other/libcbreaker.so.2", 1, true), out)
     ok(out:find("system search path", 1, true), out)
 end)
 

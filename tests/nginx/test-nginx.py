@@ -341,7 +341,8 @@ def make_prefix():
         os.chmod(os.path.join(prefix, d), 0o755)
     shutil.copy(os.environ["CBREAKER_LUA"], os.path.join(prefix, "lua", "cbreaker.lua"))
     shutil.copy(os.environ["CBREAKER_LIB"], os.path.join(prefix, "lib", "libcbreaker.so"))
-    os.symlink("libcbreaker.so", os.path.join(prefix, "lib", "libcbreaker.so.1"))  # cbctl's soname
+    soname = ".".join(os.path.basename(os.environ["CBREAKER_LIB"]).split(".")[:3])  # libcbreaker.so.MAJOR
+    os.symlink("libcbreaker.so", os.path.join(prefix, "lib", soname))  # what cbctl asks for
     shutil.copy(os.environ["CBCTL"], os.path.join(prefix, "cbctl"))
     os.chmod(os.path.join(prefix, "lua", "cbreaker.lua"), 0o644)
     os.chmod(os.path.join(prefix, "lib", "libcbreaker.so"), 0o755)

@@ -62,7 +62,7 @@ def test_names_of_the_wrong_type(name):
         ({"mode": 0}, ValueError),
         ({"mode": "0600"}, TypeError),
         ({"reset_timeout_ms": 100}, TypeError),
-        ({"window": 1.0}, TypeError),
+        ({"window_ms": 1000}, TypeError),
         ({"exclude": [1]}, TypeError),
         ({"exclude": 3}, TypeError),
         ({"logger": "cbreaker"}, TypeError),
@@ -193,7 +193,8 @@ CB_ERROR_BASE = -30600
         (CB_ERROR_BASE - 5, SegmentError),  # CB_ELAYOUT
         (CB_ERROR_BASE - 6, SegmentError),  # CB_EBUSY
         (CB_ERROR_BASE - 7, SegmentError),  # CB_ECORRUPT
-        (CB_ERROR_BASE - 9, SegmentError),  # newer than this package: still a SegmentError
+        (CB_ERROR_BASE - 9, cbreaker.ModeError),  # CB_EMODE
+        (CB_ERROR_BASE - 10, SegmentError),  # newer than this package: still a SegmentError
         (CB_ERROR_BASE - 77, SegmentError),
         (-errno.ENOENT, FileNotFoundError),
         (-errno.ENOSPC, OSError),

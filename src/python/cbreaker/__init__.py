@@ -10,9 +10,14 @@ A named breaker is the circuit /dev/shm/cbreaker.NAME that C programs and
 cbctl see too; without a name it is private to the process. See
 help(CircuitBreaker) for the calls and the configuration keywords.
 
+Operator modes: breaker.set_mode(cbreaker.MODE_FORCED_OPEN) (or
+MODE_DISABLED, MODE_METRICS_ONLY, MODE_NORMAL, or their names), host-wide;
+breaker.mode reads it (see cbreaker.Mode).
+
 Exceptions (see cbreaker._errors): CircuitBreakerError is the base of
-CircuitBreakerOpenException (a rejected call) and SegmentError (the object
-under the name is not a usable circuit). Bad names and values raise
+CircuitBreakerOpenException (a rejected call), SegmentError (the object
+under the name is not a usable circuit) and ModeError (reset() or trip()
+while an operator mode is set). Bad names and values raise
 ValueError, wrong types TypeError, permission problems PermissionError,
 other system errors OSError.
 """
@@ -28,12 +33,24 @@ from ._breaker import CircuitBreaker
 # another user of one of our groups; attach without replacing its config.
 OPEN_TRUST_GROUP: int = _cbreaker.OPEN_TRUST_GROUP
 OPEN_KEEP_CONFIG: int = _cbreaker.OPEN_KEEP_CONFIG
-from ._errors import CircuitBreakerError, CircuitBreakerOpenException, SegmentError
+from ._errors import CircuitBreakerError, CircuitBreakerOpenException, ModeError, SegmentError
+from ._modes import Mode
+
+MODE_NORMAL = Mode.NORMAL
+MODE_DISABLED = Mode.DISABLED
+MODE_FORCED_OPEN = Mode.FORCED_OPEN
+MODE_METRICS_ONLY = Mode.METRICS_ONLY
 
 __all__ = [
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerOpenException",
+    "MODE_DISABLED",
+    "MODE_FORCED_OPEN",
+    "MODE_METRICS_ONLY",
+    "MODE_NORMAL",
+    "Mode",
+    "ModeError",
     "OPEN_KEEP_CONFIG",
     "OPEN_TRUST_GROUP",
     "SegmentError",

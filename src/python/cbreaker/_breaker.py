@@ -7,7 +7,10 @@ failure_threshold consecutive failures open the circuit; while OPEN calls
 are rejected without calling the function; after reset_timeout one caller
 becomes the probe (HALF_OPEN), every other caller is still rejected; the
 probe's success closes the circuit, its failure re-opens it for a fresh
-reset_timeout.
+reset_timeout. The policies of the library (a failure rate or a slow-call
+rate over a time window, backoff of the open period) are keywords too, and
+an operator mode (set_mode) can disable the circuit, force it open or
+let it only announce the trips it would make.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, TypeVa
 
 from . import _cbreaker, _config
 from ._logging import LoggerLike, transition_logger
+from ._modes import Mode, mode_of
 
 T = TypeVar("T")
 ExcludeSpec = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
@@ -70,8 +74,19 @@ class CircuitBreaker:
         release the permit (no verdict) and propagate, as cancellation does.
     logger: where transitions are logged (default logging.getLogger("cbreaker")).
 
-    Configuration keywords (cb_config fields; None: the library's default):
+    Configuration keywords (cb_config fields; None: the library's default,
+    which for a policy is off):
 {config}
+
+    The rate rules: after each call reported with a verdict, the circuit
+    trips when, over the last `window` seconds (10 buckets), calls >=
+    minimum_calls and failures x 100 >= failure_rate x calls (or slow
+    calls x 100 >= slow_call_rate x calls, a call being slow when reported
+    more than `slow_call` seconds after its acquire). Backoff: each failed
+    probe multiplies the open period by backoff_multiplier_pct / 100, up
+    to max_reset_timeout; info()["open_timeout_ms"] is the current one.
+    Operator modes (set_mode, the `mode` property; not the `mode=`
+    keyword, which is permission bits): see cbreaker.Mode.
 
     Calls: await breaker.call(func, ...), breaker.call_sync(func, ...),
     @breaker on a sync or async function, `with breaker:` and
@@ -220,6 +235,24 @@ class CircuitBreaker:
         return self._handle.state
 
     @property
+    def mode(self) -> Mode:
+        """The operator mode, host-wide: cbreaker.MODE_NORMAL, MODE_DISABLED,
+        MODE_FORCED_OPEN or MODE_METRICS_ONLY (a Mode: a str equal to its
+        name). Not the `mode=` keyword, which is the segment's permission
+        bits (config["mode"])."""
+        return Mode(self._handle.mode)
+
+    def set_mode(self, mode: Union[Mode, str]) -> Mode:
+        """Set the operator mode of the circuit, for every process using it
+        (cb_set_mode): a cbreaker.MODE_* constant or its name ('normal',
+        'disabled', 'forced_open', 'metrics_only'). Returns the mode it
+        replaced. Setting the mode in force changes nothing; any other
+        change is one transition (reason 'mode', logged) and makes the
+        permits of calls in flight late. MODE_NORMAL resumes from CLOSED
+        with a zero count and a new window."""
+        return Mode(self._handle.set_mode(mode_of(mode).value))
+
+    @property
     def failure_count(self) -> int:
         """Consecutive failures counted so far (CLOSED; 0 otherwise)."""
         return self._handle.failures
@@ -232,16 +265,25 @@ class CircuitBreaker:
     def info(self) -> Dict[str, Any]:
         """Everything the circuit holds, as `cbctl show NAME --json` prints
         under "circuit": name, state, failures, generation, ms_until_probe,
-        probe_pid, probe_lease_ms, config, segment, counters (summed over
-        all processes), history (newest first)."""
+        probe_pid, probe_lease_ms (None when they do not apply; so is
+        ms_until_probe when forced open), mode (the operator mode's name),
+        open_timeout_ms (the open period now, grown by backoff),
+        backoff_step (failed probes in a row), window (the rate rules'
+        window now: span_ms, bucket_ms, calls, failures, slow_calls, and
+        failure_rate, slow_call_rate in percent floored to hundredths,
+        None while it is empty), config (C field names and units),
+        segment, counters (summed over all processes), history (newest
+        first; each with the mode in force after it)."""
         return self._handle.info()
 
     def reset(self) -> str:
-        """Force CLOSED (count 0, probe slot freed); returns the state replaced."""
+        """Force CLOSED (count 0, probe slot freed); returns the state
+        replaced. ModeError while an operator mode is set (nothing changed)."""
         return self._handle.reset()
 
     def trip(self) -> str:
-        """Force OPEN with a fresh reset_timeout; returns the state replaced."""
+        """Force OPEN with a fresh reset_timeout; returns the state
+        replaced. ModeError while an operator mode is set (nothing changed)."""
         return self._handle.trip()
 
     def __repr__(self) -> str:
@@ -261,7 +303,7 @@ def _signature() -> inspect.Signature:
     ]
     for field in _config.FIELDS:
         if field.keyword not in ("failure_threshold", "reset_timeout"):
-            kind = Optional[float] if field.unit == "ms" else Optional[int]
+            kind = Optional[float] if field.unit == "ms" else Optional[int]  # percent: int
             params.append(P(field.keyword, P.KEYWORD_ONLY, default=_config.DEFAULTS.get(field.keyword), annotation=kind))
     params += [
         P("exclude", P.KEYWORD_ONLY, default=(), annotation=ExcludeSpec),

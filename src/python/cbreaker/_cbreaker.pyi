@@ -1,9 +1,11 @@
 # Types of the extension module (src/python/ext); users import cbreaker.
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
-CONFIG_FIELDS: Tuple[Tuple[str, str, str], ...]
+CONFIG_FIELDS: Tuple[Tuple[str, str, int, int, str], ...]  # (c_name, unit, min, max, doc)
+MODES: Tuple[str, str, str, str]  # cb_mode_name of CB_MODE_NORMAL .. CB_MODE_METRICS_ONLY
 NAME_MAX: int
 FOREIGN_OWNER_CODE: int  # CB_EOWNER
+MODE_ERROR_CODE: int  # CB_EMODE
 OPEN_TRUST_GROUP: int
 OPEN_KEEP_CONFIG: int
 
@@ -20,8 +22,10 @@ class Permit:
 class Handle:
     state: str
     failures: int
+    mode: str
     exclude: Tuple[Type[BaseException], ...]
-    on_events: Optional[Callable[[List[Tuple[str, str, str, str, int, int, int]]], None]]
+    # (event, from, to, reason, failures, pid, wall_ms, mode)
+    on_events: Optional[Callable[[List[Tuple[str, str, str, str, int, int, int, str]]], None]]
     name: Optional[str]
     private: bool
     dropped: int
@@ -31,6 +35,7 @@ class Handle:
     def acquire(self) -> Permit: ...
     def reset(self) -> str: ...
     def trip(self) -> str: ...
+    def set_mode(self, name: str) -> str: ...
     def info(self) -> Dict[str, Any]: ...
 
 def unlink(name: str) -> None: ...

@@ -4,7 +4,9 @@ Exception
  +-- CircuitBreakerError            base of cbreaker's own exceptions
       +-- CircuitBreakerOpenException   the breaker rejected the call
       +-- SegmentError                  /dev/shm/cbreaker.NAME is not a usable
-                                        circuit (foreign, corrupt, other version)
+      |                                 circuit (foreign, corrupt, other version)
+      +-- ModeError                     reset()/trip() refused: an operator mode
+                                        is set (CB_EMODE); set_mode('normal') first
 
 Besides these: a bad name or bad config value is a ValueError, a wrong type
 a TypeError, a permission problem a PermissionError, and any other system
@@ -28,8 +30,10 @@ class CircuitBreakerOpenException(CircuitBreakerError):
         name: the circuit's name (None for an unnamed private breaker).
         state: 'OPEN', or 'HALF_OPEN' while another caller holds the probe.
         retry_after: seconds until a probe may go, as `cbctl show` shows it
-            (OPEN: until the reset timeout has passed; HALF_OPEN: what is
-            left of the probe's lease).
+            (OPEN: until the open period has passed; HALF_OPEN: what is
+            left of the probe's lease); None when an operator forced the
+            circuit open (mode 'forced_open'): no time will admit a call,
+            only a change of mode.
     """
 
     # Raised on every rejection, the hot path of an outage: no __init__ of
@@ -39,7 +43,11 @@ class CircuitBreakerOpenException(CircuitBreakerError):
     # 'OPEN', retry_after 0.0, and str() is the message.
 
     def _raised_by_us(self) -> bool:
-        return len(self.args) == 3 and isinstance(self.args[1], str) and isinstance(self.args[2], float)
+        return (
+            len(self.args) == 3
+            and isinstance(self.args[1], str)
+            and (self.args[2] is None or isinstance(self.args[2], float))
+        )
 
     @property
     def name(self) -> Optional[str]:
@@ -50,13 +58,15 @@ class CircuitBreakerOpenException(CircuitBreakerError):
         return self.args[1] if self._raised_by_us() else "OPEN"
 
     @property
-    def retry_after(self) -> float:
+    def retry_after(self) -> Optional[float]:
         return self.args[2] if self._raised_by_us() else 0.0
 
     def __str__(self) -> str:
         if not self._raised_by_us():
             return super().__str__()
         what = "breaker" if self.name is None else f"circuit {self.name!r}"
+        if self.retry_after is None:
+            return f"{what} is forced open by an operator: no call until its mode changes"
         return f"{what} is {self.state}: retry after {self.retry_after:.3f} s"
 
 
@@ -66,6 +76,25 @@ class SegmentError(CircuitBreakerError):
     Attributes:
         code: the library's error code (CB_ENOTCB, CB_EVERSION, CB_ESIZE,
             CB_ELAYOUT, CB_EBUSY, CB_ECORRUPT, ...: negative ints).
+        name: the circuit's name, or None.
+    """
+
+    def __init__(self, message: str, code: int = 0, name: Optional[str] = None) -> None:
+        super().__init__(message, code, name)
+        self.message = message
+        self.code = code
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.message if self.name is None else f"{self.name}: {self.message}"
+
+
+class ModeError(CircuitBreakerError):
+    """reset() or trip() refused because an operator mode is set
+    (CB_EMODE): set_mode('normal') first. Nothing was changed.
+
+    Attributes:
+        code: the library's error code (CB_EMODE, a negative int).
         name: the circuit's name, or None.
     """
 

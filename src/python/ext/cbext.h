@@ -49,6 +49,7 @@ extern PyTypeObject Permit_Type;
 /* Exception classes from cbreaker._errors, imported at module init. */
 extern PyObject *cbext_open_exception; /* CircuitBreakerOpenException */
 extern PyObject *cbext_segment_error;  /* SegmentError */
+extern PyObject *cbext_mode_error;     /* ModeError */
 
 /* ---- module.c ---- */
 /* Bumped in every child of fork(): a permit copied into a child is not
@@ -73,7 +74,9 @@ enum cbext_verdict cbext_verdict_for(HandleObject *h, PyObject *exc);
 void cbext_report(HandleObject *h, cb_permit *permit, enum cbext_verdict v);
 
 /* ---- config.c ---- */
-/* CONFIG_FIELDS: tuple of (c_name, unit, doc), unit "count", "ms", "mode". */
+/* CONFIG_FIELDS: tuple of (c_name, unit, min, max, doc), unit "count",
+ * "ms", "percent", "mode" or "flags"; min..max: the range of a value given
+ * (C unit; 0, 0: not a range). */
 PyObject *config_fields_tuple(void);
 /* Fill *cfg from a dict {c_name: int}; 0 on success, -1 with an exception. */
 int config_from_dict(PyObject *dict, cb_config *cfg);

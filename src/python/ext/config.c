@@ -6,9 +6,14 @@
  * the signature and docstring help() shows, info()["config"]) is derived
  * from it, here and in cbreaker/_config.py. A new cb_config field is one
  * more row. Units: "ms" fields are keywords in seconds without the _ms
- * suffix; "count" fields are positive ints; "mode" is permission bits;
- * "flags" are how to open (CB_OPEN_*), not stored: info() leaves them out.
- * Every field is a uint32_t, zero meaning the library's default.
+ * suffix; "count" fields are positive ints; "percent" fields are ints in
+ * percent (backoff_multiplier_pct=200 doubles the open period); "mode" is
+ * permission bits; "flags" are how to open (CB_OPEN_*), not stored: info()
+ * leaves them out. Every field is a uint32_t, zero (None in Python)
+ * meaning the library's default, or the policy off. Each row also gives
+ * the range a value given in Python must fall in, in the C unit, from the
+ * header's limits (0, 0: none checked here: mode and flags have their own
+ * rules); the library checks again (cb_open: -EINVAL, a ValueError).
  */
 #include <stddef.h>
 #include <string.h>
@@ -19,20 +24,34 @@ struct config_field {
     const char *name;
     size_t offset;
     const char *unit;
+    uint32_t min, max; /* range of a value given, in the C unit */
     const char *doc;
 };
 
 /* offsetof, refusing (at compile time) a member that is not 32 bits. */
 #define U32_OFFSET(f) \
     (offsetof(cb_config, f) + 0 * sizeof(char[sizeof(((cb_config *)0)->f) == sizeof(uint32_t) ? 1 : -1]))
-#define FIELD(f, unit, doc) { #f, U32_OFFSET(f), unit, doc }
+#define FIELD(f, unit, min, max, doc) { #f, U32_OFFSET(f), unit, min, max, doc }
 
 static const struct config_field fields[] = {
-    FIELD(failure_threshold, "count", "consecutive failures that trip the circuit (library default 3)"),
-    FIELD(reset_timeout_ms, "ms", "time OPEN before one probe may go (library default 60 s)"),
-    FIELD(probe_timeout_ms, "ms", "lease of a probe that is never reported (default: reset_timeout)"),
-    FIELD(mode, "mode", "permission bits of a segment created here (default 0o600)"),
-    FIELD(flags, "flags", "cbreaker.OPEN_TRUST_GROUP | cbreaker.OPEN_KEEP_CONFIG (default 0)"),
+    FIELD(failure_threshold, "count", 1, UINT32_MAX, "consecutive failures that trip the circuit (library default 3)"),
+    FIELD(reset_timeout_ms, "ms", 1, UINT32_MAX, "time OPEN before one probe may go (library default 60 s)"),
+    FIELD(probe_timeout_ms, "ms", 1, UINT32_MAX, "lease of a probe that is never reported (default: reset_timeout)"),
+    FIELD(mode, "mode", 0, 0, "permission bits of a segment created here (default 0o600)"),
+    FIELD(failure_rate, "percent", 1, 100,
+          "failures in the window, in percent of its calls, that trip the circuit (default: rule off)"),
+    FIELD(minimum_calls, "count", 1, UINT32_MAX, "calls in the window before a rate rule may trip (default 10)"),
+    FIELD(window_ms, "ms", CB_WINDOW_MS_MIN, CB_WINDOW_MS_MAX,
+          "span of the rate rules' window, 10 buckets (default 10 s; 0.01 s to 1 h)"),
+    FIELD(slow_call_ms, "ms", 1, CB_SLOW_CALL_MS_MAX,
+          "a call reported later than this after its acquire is slow (default: rule off; at most 1 day)"),
+    FIELD(slow_call_rate, "percent", 1, 100,
+          "slow calls in the window, in percent of its calls, that trip (default 100)"),
+    FIELD(backoff_multiplier_pct, "percent", 100, CB_BACKOFF_MULTIPLIER_MAX,
+          "each failed probe multiplies the open period by this / 100: 200 doubles (default: off)"),
+    FIELD(max_reset_timeout_ms, "ms", 1, UINT32_MAX,
+          "cap of the open period grown by backoff (default 300 s; never below reset_timeout)"),
+    FIELD(flags, "flags", 0, 0, "cbreaker.OPEN_TRUST_GROUP | cbreaker.OPEN_KEEP_CONFIG (default 0)"),
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
@@ -45,7 +64,8 @@ PyObject *config_fields_tuple(void)
 {
     PyObject *t = PyTuple_New((Py_ssize_t)NFIELDS);
     for (size_t i = 0; t && i < NFIELDS; i++) {
-        PyObject *row = Py_BuildValue("(sss)", fields[i].name, fields[i].unit, fields[i].doc);
+        PyObject *row = Py_BuildValue("(sskks)", fields[i].name, fields[i].unit, (unsigned long)fields[i].min,
+                                      (unsigned long)fields[i].max, fields[i].doc);
         if (!row) {
             Py_CLEAR(t);
             break;

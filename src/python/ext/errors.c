@@ -6,6 +6,8 @@
  *   -EACCES, -EPERM, CB_EOWNER   PermissionError (errno EACCES/EPERM;
  *                                CB_EOWNER: a segment whose owner or
  *                                mode the caller does not trust)
+ *   CB_EMODE                     cbreaker.ModeError (.code, .name):
+ *                                reset/trip refused in an operator mode
  *   any other CB_E* code         cbreaker.SegmentError (.code, .name),
  *                                including codes newer than this file
  *   any other -errno             OSError with that errno (so -ENOENT is
@@ -17,6 +19,7 @@
 
 PyObject *cbext_open_exception;
 PyObject *cbext_segment_error;
+PyObject *cbext_mode_error;
 
 static PyObject *os_error(int err, const char *msg, const char *name)
 {
@@ -42,9 +45,10 @@ PyObject *cbext_raise(int rc, const char *name)
     if (rc == CB_EOWNER)
         return os_error(EPERM, msg, name);
     if (rc <= CB_ERROR_BASE) {
-        PyObject *exc = PyObject_CallFunction(cbext_segment_error, "sis", msg, rc, name);
+        PyObject *cls = rc == CB_EMODE ? cbext_mode_error : cbext_segment_error;
+        PyObject *exc = PyObject_CallFunction(cls, "siz", msg, rc, name);
         if (exc) {
-            PyErr_SetObject(cbext_segment_error, exc);
+            PyErr_SetObject(cls, exc);
             Py_DECREF(exc);
         }
         return NULL;

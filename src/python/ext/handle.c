@@ -32,9 +32,9 @@ void handle_flush_events(HandleObject *h)
     PyObject *list = PyList_New(n);
     for (unsigned i = 0; list && i < n; i++) {
         const cb_transition *t = &events[i];
-        PyObject *item = Py_BuildValue("(ssssIiK)", cb_event_name(t), cb_state_name(t->from), cb_state_name(t->to),
+        PyObject *item = Py_BuildValue("(ssssIiKs)", cb_event_name(t), cb_state_name(t->from), cb_state_name(t->to),
                                        cb_reason_name(t->reason), (unsigned)t->failures, (int)t->pid,
-                                       (unsigned long long)t->wall_ms);
+                                       (unsigned long long)t->wall_ms, cb_mode_name(t->mode));
         if (!item)
             Py_CLEAR(list);
         else
@@ -158,15 +158,20 @@ static cb_info *snapshot(HandleObject *self)
     return in;
 }
 
-/* CircuitBreakerOpenException(name, state, retry_after) for a rejection. */
+/* CircuitBreakerOpenException(name, state, retry_after) for a rejection;
+ * retry_after None when an operator forced the circuit open: no time
+ * admits a call then, only a change of mode. */
 static PyObject *raise_open(HandleObject *self)
 {
     cb_info *in = snapshot(self);
     if (!in)
         return NULL;
     uint64_t ms = in->state == CB_OPEN ? in->ms_until_probe : in->state == CB_HALF_OPEN ? in->probe_lease_ms : 0;
-    PyObject *exc = PyObject_CallFunction(cbext_open_exception, "Osd", self->name, cb_state_name(in->state),
-                                          (double)ms / 1000.0);
+    PyObject *retry = in->mode == CB_MODE_FORCED_OPEN ? Py_NewRef(Py_None) : PyFloat_FromDouble((double)ms / 1000.0);
+    PyObject *exc = retry ? PyObject_CallFunction(cbext_open_exception, "OsO", self->name, cb_state_name(in->state),
+                                                  retry)
+                          : NULL;
+    Py_XDECREF(retry);
     PyMem_Free(in);
     if (exc) {
         PyErr_SetObject(cbext_open_exception, exc);
@@ -227,13 +232,19 @@ static PyObject *Handle_call_sync(HandleObject *self, PyObject *const *args, Py_
     return NULL;
 }
 
+/* The circuit's name for an error message; NULL for an unnamed one. */
+static const char *error_name(HandleObject *self)
+{
+    return PyUnicode_Check(self->name) ? PyUnicode_AsUTF8(self->name) : NULL;
+}
+
 static PyObject *force(HandleObject *self, int (*fn)(cb_breaker *))
 {
     if (check_open(self))
         return NULL;
     int rc = fn(self->b);
     if (rc < 0)
-        return cbext_raise(rc, NULL);
+        return cbext_raise(rc, error_name(self)); /* CB_EMODE: ModeError */
     flush_if_pending(self);
     return PyUnicode_FromString(cb_state_name((cb_state)rc));
 }
@@ -248,6 +259,31 @@ static PyObject *Handle_trip(HandleObject *self, PyObject *unused)
 {
     (void)unused;
     return force(self, cb_trip);
+}
+
+/* set_mode(name) -> the name of the mode replaced (cb_set_mode). */
+static PyObject *Handle_set_mode(HandleObject *self, PyObject *name)
+{
+    if (check_open(self))
+        return NULL;
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "mode must be a str (cbreaker.MODE_*), not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    int mode = -1;
+    for (int m = CB_MODE_NORMAL; mode < 0 && m <= CB_MODE_METRICS_ONLY; m++)
+        if (PyUnicode_CompareWithASCIIString(name, cb_mode_name((cb_mode)m)) == 0)
+            mode = m;
+    if (mode < 0) {
+        PyErr_Format(PyExc_ValueError, "mode must be 'normal', 'disabled', 'forced_open' or 'metrics_only', not %R",
+                     name);
+        return NULL;
+    }
+    int rc = cb_set_mode(self->b, (cb_mode)mode);
+    if (rc < 0)
+        return cbext_raise(rc, error_name(self));
+    flush_if_pending(self);
+    return PyUnicode_FromString(cb_mode_name((cb_mode)rc));
 }
 
 static PyObject *Handle_info(HandleObject *self, PyObject *unused)
@@ -282,6 +318,19 @@ static PyObject *Handle_get_failures(HandleObject *self, void *closure)
     PyObject *n = PyLong_FromUnsignedLong(in->failures);
     PyMem_Free(in);
     return n;
+}
+
+static PyObject *Handle_get_mode(HandleObject *self, void *closure)
+{
+    (void)closure;
+    if (check_open(self))
+        return NULL;
+    cb_info *in = snapshot(self);
+    if (!in)
+        return NULL;
+    PyObject *m = PyUnicode_FromString(cb_mode_name(in->mode));
+    PyMem_Free(in);
+    return m;
 }
 
 static PyObject *Handle_get_exclude(HandleObject *self, void *closure)
@@ -350,6 +399,8 @@ static PyMethodDef Handle_methods[] = {
      "call_sync(func, *args, **kwargs): func through the breaker (see CircuitBreaker.call_sync)."},
     {"reset", (PyCFunction)Handle_reset, METH_NOARGS, "reset() -> str: cb_reset; returns the state replaced."},
     {"trip", (PyCFunction)Handle_trip, METH_NOARGS, "trip() -> str: cb_trip; returns the state replaced."},
+    {"set_mode", (PyCFunction)Handle_set_mode, METH_O,
+     "set_mode(name) -> str: cb_set_mode; returns the name of the mode replaced."},
     {"info", (PyCFunction)Handle_info, METH_NOARGS, "info() -> dict: cb_get_info as `cbctl show --json`."},
     {NULL, NULL, 0, NULL},
 };
@@ -357,10 +408,12 @@ static PyMethodDef Handle_methods[] = {
 static PyGetSetDef Handle_getset[] = {
     {"state", (getter)Handle_get_state, NULL, "'CLOSED', 'OPEN' or 'HALF_OPEN' (cb_get_state)", NULL},
     {"failures", (getter)Handle_get_failures, NULL, "consecutive failures counted in CLOSED", NULL},
+    {"mode", (getter)Handle_get_mode, NULL, "the operator mode: 'normal', 'disabled', 'forced_open', 'metrics_only'",
+     NULL},
     {"exclude", (getter)Handle_get_exclude, (setter)Handle_set_exclude,
      "exception classes that release a permit instead of failing it", NULL},
     {"on_events", (getter)Handle_get_on_events, (setter)Handle_set_on_events,
-     "called with a list of (event, from, to, reason, failures, pid, wall_ms) after a call made transitions",
+     "called with a list of (event, from, to, reason, failures, pid, wall_ms, mode) after a call made transitions",
      NULL},
     {"name", (getter)Handle_get_name, NULL, "the circuit name, None for an unnamed private breaker", NULL},
     {"private", (getter)Handle_get_private, NULL, "True for a process-private breaker", NULL},

@@ -45,7 +45,8 @@ static PyObject *transition_dict(const cb_transition *t)
         put(d, "to", PyUnicode_FromString(cb_state_name(t->to))) ||
         put(d, "reason", PyUnicode_FromString(cb_reason_name(t->reason))) ||
         put(d, "failures", PyLong_FromUnsignedLong(t->failures)) ||
-        put(d, "pid", PyLong_FromUnsignedLong((uint32_t)t->pid)))
+        put(d, "pid", PyLong_FromUnsignedLong((uint32_t)t->pid)) ||
+        put(d, "mode", PyUnicode_FromString(cb_mode_name(t->mode))))
         Py_CLEAR(d);
     return d;
 }
@@ -61,6 +62,30 @@ static PyObject *counters_dict(const cb_counters *k)
         put(d, "late", PyLong_FromUnsignedLongLong(k->late)) ||
         put(d, "trips", PyLong_FromUnsignedLongLong(k->trips)) ||
         put(d, "probes", PyLong_FromUnsignedLongLong(k->probes)))
+        Py_CLEAR(d);
+    return d;
+}
+
+/* part x 100 / whole floored to hundredths, as cbctl's format_percent;
+ * None for an empty window. */
+static PyObject *rate(uint64_t part, uint64_t whole)
+{
+    if (whole == 0)
+        return Py_NewRef(Py_None);
+    return PyFloat_FromDouble((double)(part * 10000 / whole) / 100.0);
+}
+
+/* The rate rules' window now: its span, the sums over it, the rates. */
+static PyObject *window_dict(const cb_info *in)
+{
+    PyObject *d = PyDict_New();
+    if (!d || put(d, "span_ms", PyLong_FromUnsignedLong(in->config.window_ms)) ||
+        put(d, "bucket_ms", PyLong_FromUnsignedLong(in->config.window_ms / 10)) ||
+        put(d, "calls", PyLong_FromUnsignedLongLong(in->window_calls)) ||
+        put(d, "failures", PyLong_FromUnsignedLongLong(in->window_failures)) ||
+        put(d, "slow_calls", PyLong_FromUnsignedLongLong(in->window_slow_calls)) ||
+        put(d, "failure_rate", rate(in->window_failures, in->window_calls)) ||
+        put(d, "slow_call_rate", rate(in->window_slow_calls, in->window_calls)))
         Py_CLEAR(d);
     return d;
 }
@@ -95,9 +120,13 @@ PyObject *info_to_dict(const cb_info *in)
         put(d, "state", PyUnicode_FromString(cb_state_name(in->state))) ||
         put(d, "failures", PyLong_FromUnsignedLong(in->failures)) ||
         put(d, "generation", PyLong_FromUnsignedLong(in->generation)) ||
-        put(d, "ms_until_probe", uint_or_none(in->state == CB_OPEN, in->ms_until_probe)) ||
+        put(d, "ms_until_probe",
+            uint_or_none(in->state == CB_OPEN && in->mode != CB_MODE_FORCED_OPEN, in->ms_until_probe)) ||
         put(d, "probe_pid", uint_or_none(in->probe_pid != 0, (uint64_t)in->probe_pid)) ||
         put(d, "probe_lease_ms", uint_or_none(in->state == CB_HALF_OPEN, in->probe_lease_ms)) ||
+        put(d, "mode", PyUnicode_FromString(cb_mode_name(in->mode))) ||
+        put(d, "open_timeout_ms", PyLong_FromUnsignedLongLong(in->open_timeout_ms)) ||
+        put(d, "backoff_step", PyLong_FromUnsignedLong(in->backoff_step)) || put(d, "window", window_dict(in)) ||
         put(d, "config", config_to_dict(&in->config)) || put(d, "segment", segment_dict(in)) ||
         put(d, "counters", counters_dict(&in->counters)) || put(d, "history", history_list(in)))
         Py_CLEAR(d);

@@ -2,7 +2,7 @@
  * module.c - the extension module cbreaker._cbreaker: its types
  * (Handle, Permit), the functions that need no handle (unlink, inspect,
  * list_circuits, version), and the constants the Python layer derives
- * its API from (CONFIG_FIELDS). Users import cbreaker, not this.
+ * its API from (CONFIG_FIELDS, MODES). Users import cbreaker, not this.
  */
 #include <pthread.h>
 
@@ -136,8 +136,9 @@ static int module_exec(PyObject *m)
         return -1;
     cbext_open_exception = PyObject_GetAttrString(errors, "CircuitBreakerOpenException");
     cbext_segment_error = PyObject_GetAttrString(errors, "SegmentError");
+    cbext_mode_error = PyObject_GetAttrString(errors, "ModeError");
     Py_DECREF(errors);
-    if (!cbext_open_exception || !cbext_segment_error)
+    if (!cbext_open_exception || !cbext_segment_error || !cbext_mode_error)
         return -1;
     if (PyType_Ready(&Handle_Type) < 0 || PyType_Ready(&Permit_Type) < 0 ||
         PyModule_AddObjectRef(m, "Handle", (PyObject *)&Handle_Type) < 0 ||
@@ -148,7 +149,14 @@ static int module_exec(PyObject *m)
         Py_XDECREF(fields);
         return -1;
     }
+    PyObject *modes = Py_BuildValue("(ssss)", cb_mode_name(CB_MODE_NORMAL), cb_mode_name(CB_MODE_DISABLED),
+                                    cb_mode_name(CB_MODE_FORCED_OPEN), cb_mode_name(CB_MODE_METRICS_ONLY));
+    if (!modes || PyModule_AddObject(m, "MODES", modes) < 0) {
+        Py_XDECREF(modes);
+        return -1;
+    }
     if (PyModule_AddIntConstant(m, "FOREIGN_OWNER_CODE", CB_EOWNER) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_ERROR_CODE", CB_EMODE) < 0 ||
         PyModule_AddIntConstant(m, "OPEN_TRUST_GROUP", CB_OPEN_TRUST_GROUP) < 0 ||
         PyModule_AddIntConstant(m, "OPEN_KEEP_CONFIG", CB_OPEN_KEEP_CONFIG) < 0)
         return -1;
