@@ -309,8 +309,13 @@ typedef struct cb_info {
     cb_mode mode;               /* operator mode (cb_set_mode) */
     uint64_t open_timeout_ms;   /* the open period now: reset_timeout_ms
                                    grown by backoff_step failed probes */
-    uint32_t backoff_step;      /* failed probes in a row (OPEN, HALF_OPEN) */
-    uint64_t window_calls;      /* in the window now (see cb_config) */
+    uint32_t backoff_step;      /* OPEN, HALF_OPEN: failed probes in a row
+                                   that grew the open period (it stops
+                                   growing at the cap) */
+    /* The window now (see cb_config): CLOSED and METRICS_ONLY, the one
+     * counting; OPEN, HALF_OPEN, FORCED_OPEN, the one last in force (what
+     * tripped it), as it ages; DISABLED, 0. */
+    uint64_t window_calls;
     uint64_t window_failures;
     uint64_t window_slow_calls;
     uint32_t generation;        /* bumped by every transition, probe grant

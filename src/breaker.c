@@ -297,11 +297,9 @@ static int is_slow(const cb_breaker *b, const cb_permit *p, uint64_t now)
 
 /* Sum the window of generation gen at bucket `at`: the CB_RULE_* bits
  * found true. */
-static unsigned window_rules(cb_breaker *b, uint64_t gen, uint64_t now, const struct cb_bucket *at,
-                             struct cb_window_sums *sums)
+static unsigned window_rules(cb_breaker *b, const struct cb_bucket *at, struct cb_window_sums *sums)
 {
-    uint64_t floor = cb_window_floor(b->seg, gen, now, 1);
-    cb_window_sum(b->seg, at, floor, sums);
+    cb_window_sum(b->seg, at, sums);
     return cb_window_rules(sums, cfg(b, CB_CF_FAILURE_RATE), cfg(b, CB_CF_SLOW_CALL_MS),
                            cfg(b, CB_CF_SLOW_CALL_RATE), cfg(b, CB_CF_MINIMUM_CALLS));
 }
@@ -314,12 +312,12 @@ static int window_report(cb_breaker *b, const cb_permit *p, enum report r, unsig
                          int force, uint64_t now, struct cb_window_sums *sums)
 {
     struct cb_segment *seg = b->seg;
-    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW));
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), cb_window_floor(seg, gen, now, 1));
     int failure = r == REPORT_FAILURE, slow = is_slow(b, p, now);
     cb_window_count(seg, stripe, at, failure, slow);
     if (likely(!failure && !slow && !force && !cb_window_bad_recent(seg, at)))
         return -1;
-    return (int)window_rules(b, gen, now, at, sums);
+    return (int)window_rules(b, at, sums);
 }
 
 static uint32_t capped(uint64_t n) { return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
@@ -544,7 +542,7 @@ static __attribute__((noinline)) void closed_evaluate(cb_breaker *b, unsigned st
                                                       uint64_t now, const struct cb_bucket *at)
 {
     struct cb_window_sums sums;
-    unsigned rules = window_rules(b, gen, now, at, &sums);
+    unsigned rules = window_rules(b, at, &sums);
     if (rules)
         rate_trip(b, stripe, gen, rules, &sums, now);
 }
@@ -558,7 +556,7 @@ static __attribute__((noinline)) void success_windowed(cb_breaker *b, cb_permit 
     struct cb_segment *seg = b->seg;
     unsigned stripe = cb_stripe_for(b);
     uint64_t now = cb_clock_now(b), gen = sw_gen(p->opaque[0]);
-    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW));
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), cb_window_floor(seg, gen, now, 1));
     int slow = is_slow(b, p, now);
     p->opaque[0] = p->opaque[1] = 0;
     cb_count(seg, stripe, CB_C_SUCCESSES);

@@ -42,16 +42,21 @@ int cb_get_info(cb_breaker *b, cb_info *out)
     out->backoff_step = step;
     out->open_timeout_ms = cb_open_period(c->reset_timeout_ms, c->backoff_multiplier_pct,
                                           c->max_reset_timeout_ms, step);
-    int windowed = 0;
+    /* The window: of this generation while it counts (CLOSED,
+     * METRICS_ONLY); else (OPEN, HALF_OPEN, FORCED_OPEN) of the generation
+     * whose window was last in force, as it ages: what tripped it. */
+    int windowed = 0, stored_floor = 1;
     switch (sw_state(w)) {
     case CB_CLOSED:
         out->failures = (uint32_t)sw_payload(w);
         windowed = 1;
         break;
     case CB_OPEN:
+        windowed = 1;
         out->ms_until_probe = ms_left(now, sw_stamp(w), out->open_timeout_ms + b->clock_tick_ms);
         break;
     case CB_HALF_OPEN:
+        windowed = 1;
         if (sw_stamp(w) != CB_SLOT_FREE) {
             uint64_t holder = atomic_load_explicit(&seg->probe_holder, memory_order_acquire);
             /* The pid belongs to this probe only if its generation matches. */
@@ -64,6 +69,9 @@ int cb_get_info(cb_breaker *b, cb_info *out)
         if (sw_mode(w) == CB_MODE_METRICS_ONLY) {
             out->failures = (uint32_t)(sw_payload(w) >> CB_MODE_COUNT_SHIFT);
             windowed = 1;
+            stored_floor = 0;
+        } else if (sw_mode(w) == CB_MODE_FORCED_OPEN) {
+            windowed = 1;
         }
         break;
     }
@@ -72,8 +80,11 @@ int cb_get_info(cb_breaker *b, cb_info *out)
          * closer has not written it yet), the window starts now. */
         struct cb_window_sums sums;
         struct cb_bucket at;
-        cb_window_locate(now, c->window_ms, &at);
-        cb_window_sum(seg, &at, cb_window_floor(seg, sw_gen(w), now, 0), &sums);
+        uint64_t floor = sw_state(w) == CB_CLOSED || !stored_floor
+                             ? cb_window_floor(seg, sw_gen(w), now, 0)
+                             : atomic_load_explicit(&seg->window_floor, memory_order_relaxed) & CB_STAMP_MASK;
+        cb_window_locate(now, c->window_ms, floor, &at);
+        cb_window_sum(seg, &at, &sums);
         out->window_calls = sums.calls;
         out->window_failures = sums.failures;
         out->window_slow_calls = sums.slow;

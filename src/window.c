@@ -4,27 +4,31 @@
  * rules, policies.md for the design).
  *
  * A window of window_ms is split into CB_BUCKETS buckets of width
- * window_ms / CB_BUCKETS. A report made at now counts in the bucket that
- * starts at now - now % width, slot (now / width) % CB_BUCKETS, of the
- * reporting thread's stripe: three kinds (calls, failures, slow calls),
- * one word each, start (36 bits of ms) << 28 | count. The stripe's owner
- * thread is its only writer, so it counts with a plain load and store (a
- * start that differs from its bucket's means the slot held an older
- * bucket: the count starts again at 1); threads sharing stripe 0 count
- * with a CAS loop. Word by word, so a reader never sees a count under
- * another bucket's start; the kinds of one report are not one atomic
- * change, and a sum may catch a call without its failure (display, and
- * a rate decided a report early or late: the next report decides again).
+ * window_ms / CB_BUCKETS, laid from the window's floor: the moment the
+ * window of the current CLOSED (or METRICS_ONLY) generation began
+ * (window_floor = generation << 36 | ms). A report made at now counts in
+ * the bucket that starts at floor + k x width <= now, slot k %
+ * CB_BUCKETS, of the reporting thread's stripe: three kinds (calls,
+ * failures, slow calls), one word each, start (36 bits of ms) << 28 |
+ * count. The stripe's owner thread is its only writer, so it counts with
+ * a plain load and store (a start that differs from its bucket's means
+ * the slot held an older bucket: the count starts again at 1); threads
+ * sharing stripe 0 count with a CAS loop. Word by word, so a reader never
+ * sees a count under another bucket's start; the kinds of one report are
+ * not one atomic change, and a sum may catch a call without its failure
+ * (display, and a rate decided a report early or late: the next report
+ * decides again).
  *
  * A bucket counts when it lies in the window ending at now (its start
- * less than CB_BUCKETS widths before now's bucket, modulo 2^36) and does
- * not end before the floor: the moment the window of the current
- * generation began (window_floor = generation << 36 | ms). The process
- * whose CAS closed the circuit writes the floor after its CAS; anyone who
- * evaluates the window and finds another generation's floor writes it
- * itself (the closer may be slow or dead), by CAS, only over an older
- * generation's floor. So reports counted before the circuit closed never
- * count again after, except in the very bucket it closed in.
+ * less than CB_BUCKETS widths before now's bucket, modulo 2^36) and
+ * starts at or after the floor. The process whose CAS closed the circuit
+ * writes the floor after its CAS; anyone who counts or evaluates and
+ * finds another generation's floor writes it itself (the closer may be
+ * slow or dead), by CAS, only over an older generation's floor. Every
+ * bucket of an earlier generation started before the floor (buckets are
+ * laid from that generation's floor, and it ended before this one's
+ * began), so reports counted before the circuit closed never count again
+ * after, also when it closes within a bucket's width of them.
  *
  * bad_bucket holds CB_BAD_SET | the start of the newest bucket holding a
  * failure or a slow call, CAS-ed forward only when it changes (once per
@@ -45,20 +49,22 @@
 
 __thread struct cb_bucket cb_tls_bucket __attribute__((tls_model("initial-exec")));
 
-void cb_window_locate(uint64_t now, uint32_t window_ms, struct cb_bucket *out)
+/* a is at or after b on the 36-bit clock (within half its range). */
+static int not_before(uint64_t a, uint64_t b) { return ((a - b) & CB_STAMP_MASK) < HALF_RANGE; }
+
+void cb_window_locate(uint64_t now, uint32_t window_ms, uint64_t floor, struct cb_bucket *out)
 {
     /* A stored window is >= CB_WINDOW_MS_MIN; a scribbled one must not
-     * divide by 0. */
-    uint64_t width = window_ms / CB_BUCKETS ? window_ms / CB_BUCKETS : 1u, n = now / width;
-    out->start = n * width;
-    out->tag = out->start & CB_STAMP_MASK;
+     * divide by 0. A floor ahead of this process's clock: its first
+     * bucket. */
+    uint64_t width = window_ms / CB_BUCKETS ? window_ms / CB_BUCKETS : 1u;
+    uint64_t since = not_before(now, floor) ? (now - floor) & CB_STAMP_MASK : 0, n = since / width;
+    out->tag = (floor + n * width) & CB_STAMP_MASK;
     out->width = width;
+    out->floor = floor;
     out->window_ms = window_ms;
     out->slot = (unsigned)(n % CB_BUCKETS);
 }
-
-/* a is at or after b on the 36-bit clock (within half its range). */
-static int not_before(uint64_t a, uint64_t b) { return ((a - b) & CB_STAMP_MASK) < HALF_RANGE; }
 
 void cb_window_count_shared(struct cb_segment *seg, enum cb_bucket_kind kind, const struct cb_bucket *at)
 {
@@ -95,25 +101,27 @@ static int gen_older(uint64_t a, uint64_t b)
 
 uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int help)
 {
+    /* The window starts just after now: a report counted at now before
+     * the close is in a bucket that starts before it. */
+    uint64_t start = (now + 1u) & CB_STAMP_MASK;
     uint64_t floor = atomic_load_explicit(&seg->window_floor, memory_order_relaxed);
-    uint64_t mine = (gen & CB_GEN_MASK) << CB_STAMP_BITS | (now & CB_STAMP_MASK);
+    uint64_t mine = (gen & CB_GEN_MASK) << CB_STAMP_BITS | start;
     for (;;) {
         if ((floor >> CB_STAMP_BITS & CB_GEN_MASK) == (gen & CB_GEN_MASK))
             return floor & CB_STAMP_MASK;
         /* A newer generation's floor: this caller's generation is gone, its
          * window is empty (whatever it decides, its CAS on the word fails). */
         if (!help || !gen_older(floor >> CB_STAMP_BITS & CB_GEN_MASK, gen))
-            return now & CB_STAMP_MASK;
+            return start;
         /* Only over an older generation's floor: the CAS fails if anyone
          * wrote the floor since the load, and the loop reads who did. */
         if (atomic_compare_exchange_weak_explicit(&seg->window_floor, &floor, mine, memory_order_relaxed,
                                                   memory_order_relaxed))
-            return now & CB_STAMP_MASK;
+            return start;
     }
 }
 
-void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, uint64_t floor_ms,
-                   struct cb_window_sums *out)
+void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, struct cb_window_sums *out)
 {
     uint64_t sum[CB_B_COUNT] = {0};
     uint64_t used = atomic_load_explicit(&seg->stripes_used, memory_order_relaxed);
@@ -124,9 +132,9 @@ void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, uin
             for (unsigned i = 0; i < CB_BUCKETS; i++) {
                 uint64_t v = atomic_load_explicit(&seg->stripes[s].bucket[k][i], memory_order_relaxed);
                 uint64_t start = v >> CB_BUCKET_COUNT_BITS;
-                /* In the window, and ending after the floor. */
-                if (cb_window_in_span(at, start) &&
-                    (not_before(start, floor_ms) || ((floor_ms - start) & CB_STAMP_MASK) < at->width))
+                /* In the window, and laid since its floor: a bucket of an
+                 * earlier generation starts before the floor. */
+                if (cb_window_in_span(at, start) && not_before(start, at->floor))
                     sum[k] += v & CB_BUCKET_COUNT_MAX;
             }
     out->calls = sum[CB_B_CALLS];

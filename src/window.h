@@ -19,10 +19,11 @@ struct cb_window_sums {
 #define CB_RULE_FAILURE_RATE 1u
 #define CB_RULE_SLOW_CALL_RATE 2u
 
-/* The bucket a moment falls in: its start (full ms, and modulo 2^36 as
- * the bucket words keep it), its width and its slot. */
+/* The bucket a moment falls in: its start (modulo 2^36, as the bucket
+ * words keep it), its width and its slot. Buckets are laid from the
+ * window's floor: floor + k x width. */
 struct cb_bucket {
-    uint64_t start, tag, width;
+    uint64_t tag, width, floor;
     uint32_t window_ms;
     unsigned slot;
 };
@@ -30,14 +31,15 @@ struct cb_bucket {
 /* The calling thread's last bucket (window.c), so that reports within
  * one bucket's width divide nothing. */
 extern __thread struct cb_bucket cb_tls_bucket __attribute__((tls_model("initial-exec")));
-void cb_window_locate(uint64_t now, uint32_t window_ms, struct cb_bucket *out);
+void cb_window_locate(uint64_t now, uint32_t window_ms, uint64_t floor, struct cb_bucket *out);
 
-/* The bucket of now in a window of window_ms. */
-static inline const struct cb_bucket *cb_window_bucket(uint64_t now, uint32_t window_ms)
+/* The bucket of now in a window of window_ms that starts at floor. */
+static inline const struct cb_bucket *cb_window_bucket(uint64_t now, uint32_t window_ms, uint64_t floor)
 {
     struct cb_bucket *c = &cb_tls_bucket;
-    if (__builtin_expect(c->window_ms != window_ms || now - c->start >= c->width, 0))
-        cb_window_locate(now, window_ms, c);
+    if (__builtin_expect(c->window_ms != window_ms || c->floor != floor ||
+                             ((now - c->tag) & CB_STAMP_MASK) >= c->width, 0))
+        cb_window_locate(now, window_ms, floor, c);
     return c;
 }
 
@@ -95,7 +97,7 @@ static inline int cb_window_bad_recent(const struct cb_segment *seg, const struc
 /* Where the window of CLOSED (or METRICS_ONLY) generation gen starts (ms,
  * modulo 2^36). If the floor is another generation's: with help, write
  * (gen, now) by CAS (the closer may have died before writing it) and
- * start at now; without (a reader), start at now and write nothing. */
+ * start just after now; without (a reader), start there and write nothing. */
 uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int help);
 
 /* The closer of generation gen (probe success, reset, NORMAL or
@@ -106,9 +108,8 @@ static inline void cb_window_restart(struct cb_segment *seg, uint64_t gen, uint6
 }
 
 /* Sum the buckets of every stripe in use that lie in the window whose
- * newest bucket is at and do not end before the floor. */
-void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, uint64_t floor_ms,
-                   struct cb_window_sums *out);
+ * newest bucket is at and start at or after its floor. */
+void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, struct cb_window_sums *out);
 
 /* Which rate rules the sums make true (CB_RULE_* bits) under the config
  * values: failure_rate 0 and slow_call_ms 0 turn a rule off. */
