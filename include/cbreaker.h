@@ -166,7 +166,10 @@ typedef enum cb_state { CB_CLOSED = 0, CB_OPEN = 1, CB_HALF_OPEN = 2 } cb_state;
  * rule that fires first trips. The window restarts whenever the circuit
  * closes (probe success, cb_reset, CB_MODE_NORMAL): calls counted before
  * never count again. A change of window_ms applies to the counts already
- * kept (counts falling in a bucket of another width may be dropped).
+ * kept (counts falling in a bucket of another width may be dropped). The
+ * window spans 10 x (window_ms / 10) ms: a window_ms that is not a
+ * multiple of 10 is used rounded down to one. Each multiplication of the
+ * open period (backoff) adds at least 1 ms.
  *
  * Slow calls (off unless slow_call_ms is set). A call is slow when the
  * time from its cb_acquire to its report, on the handle's clock (the one
@@ -523,7 +526,8 @@ CB_EXPORT int cb_list(cb_list_fn fn, void *ctx);
 
 /**
  * Operator controls. cb_reset: force CLOSED, count 0, probe slot freed.
- * cb_trip: force OPEN now, with a fresh reset_timeout. Calls in flight
+ * cb_trip: force OPEN now, for a fresh open period (reset_timeout, or the
+ * backoff period of an OPEN or HALF_OPEN circuit's step). Calls in flight
  * become late. Each is one transition, even from the state it forces.
  * Returns the state it replaced (CB_CLOSED, CB_OPEN or CB_HALF_OPEN, all
  * >= 0; 3 if the word was corrupt), -EINVAL (b NULL), or CB_EMODE when an

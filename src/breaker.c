@@ -312,7 +312,10 @@ static int window_report(cb_breaker *b, const cb_permit *p, enum report r, unsig
                          int force, uint64_t now, struct cb_window_sums *sums)
 {
     struct cb_segment *seg = b->seg;
-    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), cb_window_floor(seg, gen, now, 1));
+    uint64_t floor = cb_window_floor(seg, gen, now, 1);
+    if (floor == CB_WINDOW_STALE)
+        return -1; /* the circuit moved on since this report was applied */
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), floor);
     int failure = r == REPORT_FAILURE, slow = is_slow(b, p, now);
     cb_window_count(seg, stripe, at, failure, slow);
     if (likely(!failure && !slow && !force && !cb_window_bad_recent(seg, at)))
@@ -556,10 +559,13 @@ static __attribute__((noinline)) void success_windowed(cb_breaker *b, cb_permit 
     struct cb_segment *seg = b->seg;
     unsigned stripe = cb_stripe_for(b);
     uint64_t now = cb_clock_now(b), gen = sw_gen(p->opaque[0]);
-    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), cb_window_floor(seg, gen, now, 1));
+    uint64_t floor = cb_window_floor(seg, gen, now, 1);
     int slow = is_slow(b, p, now);
     p->opaque[0] = p->opaque[1] = 0;
     cb_count(seg, stripe, CB_C_SUCCESSES);
+    if (unlikely(floor == CB_WINDOW_STALE))
+        return; /* the circuit moved on since the permit's word was checked */
+    const struct cb_bucket *at = cb_window_bucket(now, cfg(b, CB_CF_WINDOW), floor);
     cb_window_count(seg, stripe, at, 0, slow);
     if (unlikely(slow || cb_window_bad_recent(seg, at)))
         closed_evaluate(b, stripe, gen, now, at);

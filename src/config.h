@@ -25,7 +25,7 @@ static inline uint64_t cb_open_period(uint32_t reset, uint32_t mult, uint32_t ma
     if (mult <= 100u)
         return p;
     for (unsigned s = 0; s < step && p < cap; s++) {
-        p = p * mult / 100u;
+        p = p * mult / 100u > p ? p * mult / 100u : p + 1u; /* a short period grows too */
         if (p > cap)
             p = cap;
     }

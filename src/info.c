@@ -83,6 +83,8 @@ int cb_get_info(cb_breaker *b, cb_info *out)
         uint64_t floor = sw_state(w) == CB_CLOSED || !stored_floor
                              ? cb_window_floor(seg, sw_gen(w), now, 0)
                              : atomic_load_explicit(&seg->window_floor, memory_order_relaxed) & CB_STAMP_MASK;
+        if (floor == CB_WINDOW_STALE) /* the word moved on since it was read */
+            floor = (now + 1u) & CB_STAMP_MASK;
         cb_window_locate(now, c->window_ms, floor, &at);
         cb_window_sum(seg, &at, &sums);
         out->window_calls = sums.calls;

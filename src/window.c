@@ -24,7 +24,9 @@
  * starts at or after the floor. The process whose CAS closed the circuit
  * writes the floor after its CAS; anyone who counts or evaluates and
  * finds another generation's floor writes it itself (the closer may be
- * slow or dead), by CAS, only over an older generation's floor. Every
+ * slow or dead), by CAS, while the state word still holds its generation
+ * (a report whose generation is gone counts nowhere), strictly after the
+ * floor it replaces (two closes within one ms get two grids). Every
  * bucket of an earlier generation started before the floor (buckets are
  * laid from that generation's floor, and it ended before this one's
  * began), so reports counted before the circuit closed never count again
@@ -58,7 +60,10 @@ void cb_window_locate(uint64_t now, uint32_t window_ms, uint64_t floor, struct c
      * divide by 0. A floor ahead of this process's clock: its first
      * bucket. */
     uint64_t width = window_ms / CB_BUCKETS ? window_ms / CB_BUCKETS : 1u;
-    uint64_t since = not_before(now, floor) ? (now - floor) & CB_STAMP_MASK : 0, n = since / width;
+    uint64_t since = (now - floor) & CB_STAMP_MASK, n;
+    if (((floor - now) & CB_STAMP_MASK) < CB_FLOOR_AHEAD_MAX)
+        since = 0; /* a floor a little ahead of this process's clock */
+    n = since / width;
     out->tag = (floor + n * width) & CB_STAMP_MASK;
     out->width = width;
     out->floor = floor;
@@ -93,30 +98,31 @@ void cb_window_mark_bad(struct cb_segment *seg, const struct cb_bucket *at)
     }
 }
 
-static int gen_older(uint64_t a, uint64_t b)
-{
-    uint64_t behind = (b - a) & CB_GEN_MASK;
-    return behind != 0 && behind < (CB_GEN_MASK + 1u) / 2u;
-}
-
 uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int help)
 {
-    /* The window starts just after now: a report counted at now before
-     * the close is in a bucket that starts before it. */
-    uint64_t start = (now + 1u) & CB_STAMP_MASK;
     uint64_t floor = atomic_load_explicit(&seg->window_floor, memory_order_relaxed);
-    uint64_t mine = (gen & CB_GEN_MASK) << CB_STAMP_BITS | start;
     for (;;) {
         if ((floor >> CB_STAMP_BITS & CB_GEN_MASK) == (gen & CB_GEN_MASK))
             return floor & CB_STAMP_MASK;
-        /* A newer generation's floor: this caller's generation is gone, its
-         * window is empty (whatever it decides, its CAS on the word fails). */
-        if (!help || !gen_older(floor >> CB_STAMP_BITS & CB_GEN_MASK, gen))
+        /* The floor is another generation's. gen's own is written only
+         * while the word still holds gen: once it moved on, a report of
+         * gen is late and counts nowhere (CB_WINDOW_STALE). A reader only
+         * looks: gen's window starts just after now. */
+        if (sw_gen(atomic_load_explicit(&seg->state, memory_order_relaxed)) != (gen & CB_GEN_MASK))
+            return CB_WINDOW_STALE;
+        /* Strictly after the floor it replaces (two closes within one ms
+         * must not share a grid) and after now (a report counted at now,
+         * before the close, is in a bucket that starts before it). */
+        uint64_t old = floor & CB_STAMP_MASK, start = (now + 1u) & CB_STAMP_MASK;
+        if (not_before(old, start))
+            start = (old + 1u) & CB_STAMP_MASK;
+        if (!help)
             return start;
-        /* Only over an older generation's floor: the CAS fails if anyone
-         * wrote the floor since the load, and the loop reads who did. */
-        if (atomic_compare_exchange_weak_explicit(&seg->window_floor, &floor, mine, memory_order_relaxed,
-                                                  memory_order_relaxed))
+        /* The CAS fails if anyone wrote the floor since the load; the loop
+         * then reads whose it is. */
+        if (atomic_compare_exchange_weak_explicit(&seg->window_floor, &floor,
+                                                  (gen & CB_GEN_MASK) << CB_STAMP_BITS | start,
+                                                  memory_order_relaxed, memory_order_relaxed))
             return start;
     }
 }
@@ -132,9 +138,11 @@ void cb_window_sum(const struct cb_segment *seg, const struct cb_bucket *at, str
             for (unsigned i = 0; i < CB_BUCKETS; i++) {
                 uint64_t v = atomic_load_explicit(&seg->stripes[s].bucket[k][i], memory_order_relaxed);
                 uint64_t start = v >> CB_BUCKET_COUNT_BITS;
-                /* In the window, and laid since its floor: a bucket of an
-                 * earlier generation starts before the floor. */
-                if (cb_window_in_span(at, start) && not_before(start, at->floor))
+                /* In the window, and laid since its floor (between the
+                 * floor and now's bucket: a bucket of an earlier
+                 * generation starts before the floor). */
+                if (cb_window_in_span(at, start) &&
+                    ((start - at->floor) & CB_STAMP_MASK) <= ((at->tag - at->floor) & CB_STAMP_MASK))
                     sum[k] += v & CB_BUCKET_COUNT_MAX;
             }
     out->calls = sum[CB_B_CALLS];
@@ -146,6 +154,9 @@ unsigned cb_window_rules(const struct cb_window_sums *s, uint32_t failure_rate, 
                          uint32_t slow_call_rate, uint32_t minimum_calls)
 {
     unsigned rules = 0;
+    /* A scribbled slot's rate must not overflow the products. */
+    failure_rate = failure_rate > 100u ? 100u : failure_rate;
+    slow_call_rate = slow_call_rate > 100u ? 100u : slow_call_rate;
     if (s->calls == 0 || s->calls < minimum_calls)
         return 0;
     if (failure_rate && s->failures * 100u >= (uint64_t)failure_rate * s->calls)

@@ -95,16 +95,23 @@ static inline int cb_window_bad_recent(const struct cb_segment *seg, const struc
 }
 
 /* Where the window of CLOSED (or METRICS_ONLY) generation gen starts (ms,
- * modulo 2^36). If the floor is another generation's: with help, write
- * (gen, now) by CAS (the closer may have died before writing it) and
- * start just after now; without (a reader), start there and write nothing. */
+ * modulo 2^36). If the floor is another generation's and the word still
+ * holds gen: with help, write (gen, just after now and after the old
+ * floor) by CAS (the closer may have died before writing it); without (a
+ * reader), return that and write nothing. CB_WINDOW_STALE when the word
+ * moved on from gen: a report of gen is late and must count nowhere. */
+#define CB_WINDOW_STALE UINT64_MAX
+/* A floor this far ahead of a clock reading, or less, counts as ahead
+ * (another process's clock, a floor just after now); beyond, the
+ * reading is that far after it, modulo 2^36 (a window kept for years). */
+#define CB_FLOOR_AHEAD_MAX (UINT64_C(1) << 24)
 uint64_t cb_window_floor(struct cb_segment *seg, uint64_t gen, uint64_t now, int help);
 
 /* The closer of generation gen (probe success, reset, NORMAL or
  * METRICS_ONLY set) starts its window at now, after its CAS. */
 static inline void cb_window_restart(struct cb_segment *seg, uint64_t gen, uint64_t now)
 {
-    (void)cb_window_floor(seg, gen, now, 1);
+    (void)cb_window_floor(seg, gen, now, 1); /* STALE: someone moved on already */
 }
 
 /* Sum the buckets of every stripe in use that lie in the window whose

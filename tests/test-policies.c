@@ -719,6 +719,26 @@ START_TEST(test_window_restarts_on_reset_same_bucket)
 }
 END_TEST
 
+/* Two closes within one ms (review): the second generation's window
+ * must not be laid on the first one's grid, or the failures the first
+ * counted at that ms trip the second without a failure of its own. */
+START_TEST(test_window_restarts_on_two_resets_same_ms)
+{
+    cb_config cfg = rate_cfg(50, 4);
+    cfg.failure_threshold = 3;
+    fx f = fx_open("rs2reset", cfg);
+    ck_assert_int_eq(cb_reset(f.b), CB_CLOSED);
+    RUN(&f, "FFF"); /* the third trips by the threshold */
+    CK_STATE(f.b, CB_OPEN);
+    ck_assert_int_eq(cb_reset(f.b), CB_OPEN);
+    CK_WINDOW(f.b, 0, 0, 0);
+    RUN(&f, "SS");
+    CK_STATE(f.b, CB_CLOSED);
+    CK_WINDOW(f.b, 2, 0, 0);
+    fx_done(&f);
+}
+END_TEST
+
 /* The same after a probe's success, when reset_timeout_ms is shorter than
  * a bucket: the failures that tripped the circuit by rate must not trip
  * it again on the first success after it closed. */
@@ -853,6 +873,16 @@ END_TEST
 START_TEST(test_backoff_150_pct_in_integers)
 {
     static const struct backoff_row row = {1000, 150, 0, 5, {1000, 1500, 2250, 3375, 5062, 7593}, {0, 1, 2, 3, 4, 5}};
+    BACKOFF_RUN(&row);
+}
+END_TEST
+
+/* A period too short for the multiplier to move it in integers still
+ * grows by at least 1 ms per failed probe (review: 1 ms x 150% stayed at
+ * 1 ms while the step climbed). */
+START_TEST(test_backoff_short_period_grows)
+{
+    static const struct backoff_row row = {1, 150, 0, 5, {1, 2, 3, 4, 6, 9}, {0, 1, 2, 3, 4, 5}};
     BACKOFF_RUN(&row);
 }
 END_TEST
@@ -1831,6 +1861,7 @@ static Suite *policies_suite(void)
     tcase_add_test(tc, test_window_restarts_on_probe_success);
     tcase_add_test(tc, test_window_restarts_on_reset);
     tcase_add_test(tc, test_window_restarts_on_reset_same_bucket);
+    tcase_add_test(tc, test_window_restarts_on_two_resets_same_ms);
     tcase_add_test(tc, test_window_restarts_on_probe_success_same_bucket);
     tcase_add_test(tc, test_window_restarts_on_leaving_mode);
     tcase_add_test(tc, test_window_restarts_on_entering_metrics_only);
@@ -1840,6 +1871,7 @@ static Suite *policies_suite(void)
     tc = tcase_create("backoff");
     tcase_add_test(tc, test_backoff_doubles_open_period);
     tcase_add_test(tc, test_backoff_150_pct_in_integers);
+    tcase_add_test(tc, test_backoff_short_period_grows);
     tcase_add_test(tc, test_backoff_capped_by_max_reset_timeout);
     tcase_add_test(tc, test_backoff_default_cap);
     tcase_add_test(tc, test_backoff_cap_never_below_reset_timeout);
