@@ -374,15 +374,14 @@ static void metrics_mark(cb_breaker *b, uint64_t gen, uint64_t mark, int set, cb
 static int report_metrics(cb_breaker *b, const cb_permit *p, enum report r, unsigned stripe, uint64_t w)
 {
     struct cb_segment *seg = b->seg;
-    uint64_t gen = sw_gen(w), now = cb_clock_now(b), count = 0;
-    int announce = 0;
+    uint64_t gen = sw_gen(w), now = cb_clock_now(b);
     for (;;) {
         if (sw_mode(w) != CB_MODE_METRICS_ONLY || sw_gen(w) != gen)
             return 0;
         uint64_t payload = sw_payload(w);
-        count = payload >> CB_MODE_COUNT_SHIFT;
+        uint64_t count = payload >> CB_MODE_COUNT_SHIFT;
         uint64_t marks = payload & ((UINT64_C(1) << CB_MODE_COUNT_SHIFT) - 1u), next;
-        announce = 0;
+        int announce = 0;
         if (r == REPORT_SUCCESS) {
             if (count == 0)
                 break;

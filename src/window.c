@@ -154,14 +154,14 @@ unsigned cb_window_rules(const struct cb_window_sums *s, uint32_t failure_rate, 
                          uint32_t slow_call_rate, uint32_t minimum_calls)
 {
     unsigned rules = 0;
-    /* A scribbled slot's rate must not overflow the products. */
-    failure_rate = failure_rate > 100u ? 100u : failure_rate;
-    slow_call_rate = slow_call_rate > 100u ? 100u : slow_call_rate;
+    /* A scribbled slot's rate (over 100) must not overflow the products. */
+    uint64_t failure_pct = failure_rate < 100u ? failure_rate : 100u;
+    uint64_t slow_pct = slow_call_rate < 100u ? slow_call_rate : 100u;
     if (s->calls == 0 || s->calls < minimum_calls)
         return 0;
-    if (failure_rate && s->failures * 100u >= (uint64_t)failure_rate * s->calls)
+    if (failure_rate && s->failures * 100u >= failure_pct * s->calls)
         rules |= CB_RULE_FAILURE_RATE;
-    if (slow_call_ms && s->slow * 100u >= (uint64_t)slow_call_rate * s->calls)
+    if (slow_call_ms && s->slow * 100u >= slow_pct * s->calls)
         rules |= CB_RULE_SLOW_CALL_RATE;
     return rules;
 }
