@@ -12,7 +12,8 @@
  *    /dev/shm) must give 0 or an error cb_strerror knows, the same one;
  *  - where the object is a usable segment, cb_attach succeeds and the
  *    state machine runs on it (acquire, every report, reset, trip,
- *    snapshot) on a fake clock; after cb_reset the circuit must be CLOSED
+ *    snapshot) on a fake clock; after cb_set_mode(NORMAL), cb_trip and
+ *    cb_reset the circuit must be CLOSED
  *    and its snapshot clean, and after cb_set_config its snapshot must
  *    show exactly the config set, whatever the image held.
  * Run by tools/fuzz; any crash or sanitizer report is a failure.
@@ -129,6 +130,11 @@ static void exercise(cb_breaker *b)
         fake_now += 60;
     }
     expect_known("cb_get_info", cb_get_info(b, &info));
+    /* An image may hold an operator mode (cb_trip and cb_reset refuse
+     * it with CB_EMODE) or a corrupt mode word: NORMAL leaves both. */
+    int mode = cb_set_mode(b, CB_MODE_NORMAL);
+    if (mode < CB_MODE_NORMAL || mode > CB_MODE_METRICS_ONLY)
+        fail("cb_set_mode", mode);
     int before = cb_trip(b);
     if (before < 0 || before > 3)
         fail("cb_trip", before);
